@@ -1,0 +1,9 @@
+"""Edge segmentation models behind one streaming interface, and their registry."""
+
+from edge.models.base import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, ModelCost, StreamingSegmenter
+from edge.models.registry import build_model, list_models, load_model
+
+__all__ = [
+    "CLASS_NAMES", "IGNORE_INDEX", "NUM_CLASSES", "ModelCost", "StreamingSegmenter",
+    "build_model", "list_models", "load_model",
+]

@@ -1,0 +1,86 @@
+"""The one streaming interface every edge segmentation model implements.
+
+A model maps (frame, state) to (per-pixel class logits, next state). Per-frame networks
+carry no state; streaming backbones (StreamDEQ, adaptive propagation, StreamFormer) carry
+their recurrent representation, KV cache or cached features in it. The step is
+differentiable with respect to the frame (STAC back-propagates the fake-label loss to the
+input, then to DCT coefficients) while the state is detached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+NUM_CLASSES = 11
+IGNORE_INDEX = 11
+CLASS_NAMES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)
+# ImageNet statistics: models normalise internally so that the frame they take is plain RGB.
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Size and per-frame compute of a model at one input resolution."""
+
+    params: int
+    macs: int
+    height: int
+    width: int
+
+
+class StreamingSegmenter(nn.Module):
+    """Base class: subclasses implement `step`; per-frame models ignore the state.
+
+    Frames are float tensors (N, 3, H, W) of RGB in [0, 1]; logits come back as
+    (N, num_classes, H, W) at the input resolution.
+    """
+
+    num_classes: int = NUM_CLASSES
+    #: False for per-frame networks, True for models whose output depends on past frames.
+    streaming: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, frame: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] -> ImageNet-normalised input."""
+        return (frame - self.rgb_mean) / self.rgb_std
+
+    def initial_state(self) -> Any:
+        """State before the first frame of a stream (None: the model starts from zeros)."""
+        return None
+
+    def step(self, frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One frame of streaming inference: (frame, state) -> (logits, next state)."""
+        raise NotImplementedError
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        """Per-frame use: logits of one frame from the initial state."""
+        logits, _ = self.step(frame, self.initial_state())
+        return logits
+
+    def cost(self, height: int, width: int) -> ModelCost:
+        """Parameters and multiply-adds of one steady-state streaming step at (height, width)."""
+        frame = torch.zeros(1, 3, height, width, device=next(self.parameters()).device)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            _, state = self.step(frame, self.initial_state())
+            counter = FlopCounterMode(display=False)
+            with counter:
+                self.step(frame, state)
+        self.train(was_training)
+        params = sum(p.numel() for p in self.parameters())
+        return ModelCost(params=params, macs=counter.get_total_flops() // 2,
+                         height=height, width=width)
