@@ -13,7 +13,8 @@ from stac.codec.reference import X264Decoder, X264Encoder, jpeg_decode, jpeg_enc
 def clip(shared_data):
     """First 12 frames of the real dash-cam clip, cropped to 96x160 (small and fast)."""
     with av.open(str(shared_data / "videos" / "solidWhiteRight.mp4")) as container:
-        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(12), container.decode(video=0))]
+        decoded = zip(range(12), container.decode(video=0), strict=False)
+        frames = [f.to_ndarray(format="rgb24") for _, f in decoded]
     return [np.ascontiguousarray(f[300:396, 400:560]) for f in frames]
 
 
@@ -72,7 +73,8 @@ def test_jpeg_quality_and_tables(clip):
     assert sizes[0] < sizes[1] < sizes[2]
     fine = np.full(64, 2)
     coarse = np.full(64, 40)
-    b_fine, b_coarse = jpeg_encode(frame, qtables=[fine, fine]), jpeg_encode(frame, qtables=[coarse])
+    b_fine = jpeg_encode(frame, qtables=[fine, fine])
+    b_coarse = jpeg_encode(frame, qtables=[coarse])
     q_fine, q_coarse = psnr(jpeg_decode(b_fine), frame), psnr(jpeg_decode(b_coarse), frame)
     assert len(b_fine) > 2 * len(b_coarse) and q_fine > q_coarse + 5
     # A table that is coarse only at high horizontal frequencies costs fewer bytes than flat-fine.
