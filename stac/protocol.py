@@ -2,14 +2,59 @@
 
 These dataclasses are what the sans-IO halves exchange. Payloads are real bytes: the
 encoded keyframe, the encoded segmentation and region-level map. The byte encoding of the
-messages themselves for the socket emulator (length prefix, type tag, validation) lives in
-this module too.
+messages for the socket emulator lives here too: every message is one frame
+
+    magic b"ST" | version u8 | type u8 | body length u32 | body
+
+in network byte order. `encode` and `decode` are pure functions; `decode` validates
+lengths, types and ranges and raises `ProtocolError` (with an `ErrorCode`) on anything
+else. `read_message` / `write_message` move frames over asyncio streams.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import json
+import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+PROTOCOL_VERSION = 1
+MAGIC = b"ST"
+HEADER = struct.Struct("!2sBBI")  # magic, version, type, body length
+MAX_BODY = 16 * 1024 * 1024  # bytes; a raw 1080p RGB frame is 6 MiB, keyframes are far smaller
+MAX_NAME = 64  # bytes of a device id or scheme name
+MAX_TOKEN = 256
+MAX_TEXT = 4096  # bytes of an ERROR/BYE text
+MAX_FPS = 1000.0
+_U32 = 2**32 - 1
+
+
+class ErrorCode(enum.IntEnum):
+    """Why a message was refused; carried by `ProtocolError` and the ERROR message."""
+
+    MALFORMED = 1  # bad magic, bad field, trailing bytes, out-of-range value
+    BAD_VERSION = 2
+    UNKNOWN_TYPE = 3
+    TOO_LARGE = 4  # length prefix above the maximum body size
+    TRUNCATED = 5  # the stream ended inside a message
+    TIMEOUT = 6  # a message did not complete within the read timeout
+    UNAUTHORIZED = 7  # missing or wrong token
+    UNEXPECTED = 8  # a valid message at the wrong point of the session
+    BUSY = 9  # the edge serves its maximum number of devices
+    UNKNOWN_SCHEME = 10
+    INTERNAL = 11  # the edge failed while processing a valid message
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be encoded or was refused while parsing."""
+
+    def __init__(self, code: ErrorCode, text: str) -> None:
+        super().__init__(f"{code.name}: {text}")
+        self.code = ErrorCode(code)
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -20,6 +65,7 @@ class Hello:
     scheme: str
     config: dict[str, Any] = field(default_factory=dict)
     token: str = ""
+    version: int = PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)
@@ -56,3 +102,331 @@ class Content:
     second: int
     c: float
     d: float
+
+
+@dataclass(frozen=True)
+class Bye:
+    """Orderly end of a session, from either side."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Error:
+    """A refusal: the code of the problem and a readable text; the sender then closes."""
+
+    code: int
+    text: str
+
+
+Message = Hello | Keyframe | Feedback | Config | Content | Bye | Error
+
+
+class MessageType(enum.IntEnum):
+    """The type tag of each message on the wire."""
+
+    HELLO = 1
+    KEYFRAME = 2
+    FEEDBACK = 3
+    CONFIG = 4
+    CONTENT = 5
+    BYE = 6
+    ERROR = 7
+
+
+_TYPE_OF = {Hello: MessageType.HELLO, Keyframe: MessageType.KEYFRAME,
+            Feedback: MessageType.FEEDBACK, Config: MessageType.CONFIG,
+            Content: MessageType.CONTENT, Bye: MessageType.BYE, Error: MessageType.ERROR}
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _bad(text: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.MALFORMED, text)
+
+
+def _check_u32(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U32:
+        raise _bad(f"{name} must be an integer in [0, 2**32), got {value!r}")
+    return value
+
+
+def _check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
+                 low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise _bad(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise _bad(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise _bad(f"{name} must be <= {high}, got {value!r}")
+    return value
+
+
+def _check_bytes(name: str, value: Any) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise _bad(f"{name} must be bytes, got {type(value).__name__}")
+    return bytes(value)
+
+
+def _str_bytes(name: str, value: Any, max_len: int, allow_empty: bool = True) -> bytes:
+    if not isinstance(value, str):
+        raise _bad(f"{name} must be a string, got {type(value).__name__}")
+    raw = value.encode("utf-8")
+    if len(raw) > max_len:
+        raise _bad(f"{name} is {len(raw)} bytes, above the maximum {max_len}")
+    if not allow_empty and not raw:
+        raise _bad(f"{name} must not be empty")
+    return raw
+
+
+def _pack_str(raw: bytes) -> bytes:
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _pack_blob(raw: bytes) -> bytes:
+    return struct.pack("!I", len(raw)) + raw
+
+
+def _check_config(config: Any) -> bytes:
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise _bad("Hello.config must be a dict with string keys")
+    try:
+        return json.dumps(config, sort_keys=True, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"Hello.config is not JSON-serialisable with finite numbers ({exc})") from exc
+
+
+def _encode_body(msg: Message) -> bytes:
+    if isinstance(msg, Hello):
+        version = _check_u32("Hello.version", msg.version)
+        if version > 255:
+            raise _bad(f"Hello.version must fit in a byte, got {version}")
+        return (struct.pack("!B", version)
+                + _pack_str(_str_bytes("Hello.device_id", msg.device_id, MAX_NAME, False))
+                + _pack_str(_str_bytes("Hello.scheme", msg.scheme, MAX_NAME, False))
+                + _pack_blob(_check_config(msg.config))
+                + _pack_str(_str_bytes("Hello.token", msg.token, MAX_TOKEN)))
+    if isinstance(msg, Keyframe):
+        return (struct.pack("!Id", _check_u32("Keyframe.index", msg.index),
+                            _check_float("Keyframe.t_capture", msg.t_capture, low=0.0))
+                + _pack_blob(_check_bytes("Keyframe.payload", msg.payload)))
+    if isinstance(msg, Feedback):
+        return (struct.pack("!I", _check_u32("Feedback.index", msg.index))
+                + _pack_blob(_check_bytes("Feedback.segmentation", msg.segmentation))
+                + _pack_blob(_check_bytes("Feedback.levels", msg.levels)))
+    if isinstance(msg, Config):
+        return struct.pack("!ddd", _check_float("Config.B", msg.B, low=0.0, low_open=True),
+                           _check_float("Config.fps", msg.fps, 0.0, MAX_FPS, low_open=True),
+                           _check_float("Config.t_effective", msg.t_effective, low=0.0))
+    if isinstance(msg, Content):
+        return struct.pack("!Idd", _check_u32("Content.second", msg.second),
+                           _check_float("Content.c", msg.c),
+                           _check_float("Content.d", msg.d, low=0.0))
+    if isinstance(msg, Bye):
+        return _pack_str(_str_bytes("Bye.reason", msg.reason, MAX_TEXT))
+    if isinstance(msg, Error):
+        code = msg.code
+        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 0xFFFF:
+            raise _bad(f"Error.code must be an integer in [0, 65535], got {code!r}")
+        return struct.pack("!H", code) + _pack_str(_str_bytes("Error.text", msg.text, MAX_TEXT))
+    raise _bad(f"not a protocol message: {type(msg).__name__}")
+
+
+def encode(msg: Message, max_body: int = MAX_BODY) -> bytes:
+    """One message -> its frame on the wire (header + body); validates every field."""
+    body = _encode_body(msg)
+    if len(body) > max_body:
+        raise ProtocolError(ErrorCode.TOO_LARGE,
+                            f"{type(msg).__name__} body is {len(body)} bytes, "
+                            f"above the maximum {max_body}")
+    return HEADER.pack(MAGIC, PROTOCOL_VERSION, _TYPE_OF[type(msg)], len(body)) + body
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+class _Cursor:
+    """Reads fields off a body, failing with MALFORMED on any short read."""
+
+    def __init__(self, body: bytes, what: str) -> None:
+        self.body = memoryview(body)
+        self.pos = 0
+        self.what = what
+
+    def take(self, n: int, field_name: str) -> bytes:
+        if self.pos + n > len(self.body):
+            raise _bad(f"{self.what}: {field_name} needs {n} bytes, "
+                       f"only {len(self.body) - self.pos} left")
+        out = bytes(self.body[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str, field_name: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), field_name))
+
+    def string(self, field_name: str, max_len: int) -> str:
+        (n,) = self.unpack("!H", f"{field_name} length")
+        if n > max_len:
+            raise _bad(f"{self.what}: {field_name} is {n} bytes, above the maximum {max_len}")
+        try:
+            return self.take(n, field_name).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _bad(f"{self.what}: {field_name} is not UTF-8 ({exc})") from exc
+
+    def blob(self, field_name: str) -> bytes:
+        (n,) = self.unpack("!I", f"{field_name} length")
+        return self.take(n, field_name)
+
+    def done(self) -> None:
+        if self.pos != len(self.body):
+            raise _bad(f"{self.what}: {len(self.body) - self.pos} trailing bytes")
+
+
+def parse_header(header: bytes, max_body: int = MAX_BODY) -> tuple[MessageType, int]:
+    """The 8-byte frame header -> (message type, body length), validated."""
+    if len(header) != HEADER.size:
+        raise ProtocolError(ErrorCode.TRUNCATED,
+                            f"header needs {HEADER.size} bytes, got {len(header)}")
+    magic, version, tag, length = HEADER.unpack(header)
+    if magic != MAGIC:
+        raise _bad(f"bad magic {magic!r}, expected {MAGIC!r}")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(ErrorCode.BAD_VERSION,
+                            f"protocol version {version}, this side speaks {PROTOCOL_VERSION}")
+    try:
+        kind = MessageType(tag)
+    except ValueError:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {tag}") from None
+    if length > max_body:
+        raise ProtocolError(ErrorCode.TOO_LARGE,
+                            f"{kind.name} body of {length} bytes, above the maximum {max_body}")
+    return kind, length
+
+
+def decode_body(kind: MessageType, body: bytes) -> Message:
+    """The body of a message of type `kind` -> the message, validated."""
+    cur = _Cursor(body, kind.name)
+    if kind == MessageType.HELLO:
+        (version,) = cur.unpack("!B", "version")
+        device_id = cur.string("device_id", MAX_NAME)
+        scheme = cur.string("scheme", MAX_NAME)
+        raw_config = cur.blob("config")
+        token = cur.string("token", MAX_TOKEN)
+        cur.done()
+        if not device_id or not scheme:
+            raise _bad("HELLO: device_id and scheme must not be empty")
+        try:
+            config = json.loads(raw_config.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _bad(f"HELLO: config is not a JSON object ({exc})") from exc
+        if not isinstance(config, dict):
+            raise _bad(f"HELLO: config must be a JSON object, got {type(config).__name__}")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(ErrorCode.BAD_VERSION, f"HELLO for protocol version {version}, "
+                                f"this side speaks {PROTOCOL_VERSION}")
+        return Hello(device_id=device_id, scheme=scheme, config=config, token=token,
+                     version=version)
+    if kind == MessageType.KEYFRAME:
+        index, t_capture = cur.unpack("!Id", "index, t_capture")
+        payload = cur.blob("payload")
+        cur.done()
+        return Keyframe(index=index, t_capture=_check_float("KEYFRAME t_capture", t_capture, 0.0),
+                        payload=payload)
+    if kind == MessageType.FEEDBACK:
+        (index,) = cur.unpack("!I", "index")
+        segmentation = cur.blob("segmentation")
+        levels = cur.blob("levels")
+        cur.done()
+        return Feedback(index=index, segmentation=segmentation, levels=levels)
+    if kind == MessageType.CONFIG:
+        B, fps, t_eff = cur.unpack("!ddd", "B, fps, t_effective")
+        cur.done()
+        return Config(B=_check_float("CONFIG B", B, 0.0, low_open=True),
+                      fps=_check_float("CONFIG fps", fps, 0.0, MAX_FPS, low_open=True),
+                      t_effective=_check_float("CONFIG t_effective", t_eff, 0.0))
+    if kind == MessageType.CONTENT:
+        second, c, d = cur.unpack("!Idd", "second, c, d")
+        cur.done()
+        return Content(second=second, c=_check_float("CONTENT c", c),
+                       d=_check_float("CONTENT d", d, 0.0))
+    if kind == MessageType.BYE:
+        reason = cur.string("reason", MAX_TEXT)
+        cur.done()
+        return Bye(reason=reason)
+    if kind == MessageType.ERROR:
+        (code,) = cur.unpack("!H", "code")
+        text = cur.string("text", MAX_TEXT)
+        cur.done()
+        return Error(code=code, text=text)
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def decode(frame: bytes, max_body: int = MAX_BODY) -> Message:
+    """Exactly one frame (header + body) -> the message; anything else is a ProtocolError."""
+    frame = bytes(frame)
+    kind, length = parse_header(frame[:HEADER.size], max_body)
+    body = frame[HEADER.size:]
+    if len(body) < length:
+        raise ProtocolError(ErrorCode.TRUNCATED,
+                            f"{kind.name} body needs {length} bytes, got {len(body)}")
+    if len(body) > length:
+        raise _bad(f"{len(body) - length} bytes after the {kind.name} message")
+    return decode_body(kind, body)
+
+
+# ----------------------------------------------------------------------------- asyncio streams
+
+
+async def read_message(reader: asyncio.StreamReader, timeout: float | None = None,
+                       idle_timeout: float | None = None,
+                       max_body: int = MAX_BODY) -> Message | None:
+    """The next message of a stream; None at a clean end of stream (between messages).
+
+    The first byte must come within `idle_timeout` seconds and the rest of the message
+    within `timeout` seconds after it (ProtocolError TIMEOUT: a message that never
+    completes); a stream that ends inside a message is TRUNCATED.
+    """
+    try:
+        first = await asyncio.wait_for(reader.read(1), idle_timeout)
+    except asyncio.TimeoutError:
+        raise ProtocolError(ErrorCode.TIMEOUT, f"no message within {idle_timeout} s") from None
+    if not first:
+        return None
+    try:
+        kind, body = await asyncio.wait_for(_read_rest(reader, first, max_body), timeout)
+    except asyncio.TimeoutError:
+        raise ProtocolError(ErrorCode.TIMEOUT,
+                            f"message not complete within {timeout} s") from None
+    return decode_body(kind, body)
+
+
+async def _read_rest(reader: asyncio.StreamReader, first: bytes,
+                     max_body: int) -> tuple[MessageType, bytes]:
+    try:
+        header = first + await reader.readexactly(HEADER.size - 1)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError(ErrorCode.TRUNCATED, f"stream ended after {1 + len(exc.partial)} "
+                            f"of {HEADER.size} header bytes") from None
+    kind, length = parse_header(header, max_body)
+    try:
+        return kind, await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError(ErrorCode.TRUNCATED, f"stream ended after {len(exc.partial)} "
+                            f"of {length} {kind.name} body bytes") from None
+
+
+async def write_message(writer: asyncio.StreamWriter, msg: Message) -> int:
+    """Encode and send one message; returns the number of bytes written."""
+    frame = encode(msg)
+    writer.write(frame)
+    await writer.drain()
+    return len(frame)

@@ -1,0 +1,206 @@
+"""The wire protocol: round trips, validation, and parsing of hostile bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stac import protocol as P
+from stac.protocol import ErrorCode, ProtocolError
+
+names = st.text(min_size=1, max_size=20)
+u32 = st.integers(0, 2**32 - 1)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | finite | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=10)
+
+messages = st.one_of(
+    st.builds(P.Hello, device_id=names, scheme=names,
+              config=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+              token=st.text(max_size=30)),
+    st.builds(P.Keyframe, index=u32, t_capture=st.floats(0, 1e9), payload=st.binary(max_size=300)),
+    st.builds(P.Feedback, index=u32, segmentation=st.binary(max_size=300),
+              levels=st.binary(max_size=100)),
+    st.builds(P.Config, B=st.floats(1e-9, 1e12), fps=st.floats(1e-3, P.MAX_FPS),
+              t_effective=st.floats(0, 1e9)),
+    st.builds(P.Content, second=u32, c=finite, d=st.floats(0, 1e12)),
+    st.builds(P.Bye, reason=st.text(max_size=40)),
+    st.builds(P.Error, code=st.integers(0, 0xFFFF), text=st.text(max_size=40)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages)
+def test_round_trip(msg):
+    frame = P.encode(msg)
+    assert P.decode(frame) == msg
+    kind, length = P.parse_header(frame[:P.HEADER.size])
+    assert length == len(frame) - P.HEADER.size
+    assert P.decode_body(kind, frame[P.HEADER.size:]) == msg
+
+
+def test_header_layout():
+    frame = P.encode(P.Keyframe(index=7, t_capture=0.25, payload=b"abc"))
+    magic, version, tag, length = struct.unpack("!2sBBI", frame[:8])
+    assert (magic, version, tag) == (b"ST", P.PROTOCOL_VERSION, P.MessageType.KEYFRAME)
+    assert length == len(frame) - 8 == 4 + 8 + 4 + 3
+    assert frame.endswith(b"abc")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_garbage_raises_protocol_error_only(data):
+    try:
+        P.decode(data)
+    except ProtocolError as exc:
+        assert isinstance(exc.code, ErrorCode)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages, st.data())
+def test_truncation_is_detected(msg, data):
+    frame = P.encode(msg)
+    cut = data.draw(st.integers(0, len(frame) - 1))
+    with pytest.raises(ProtocolError) as info:
+        P.decode(frame[:cut])
+    assert info.value.code == ErrorCode.TRUNCATED
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages, st.binary(min_size=1, max_size=10))
+def test_trailing_bytes_are_refused(msg, extra):
+    with pytest.raises(ProtocolError) as info:
+        P.decode(P.encode(msg) + extra)
+    assert info.value.code == ErrorCode.MALFORMED
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages, st.integers(0, 255).filter(lambda v: v != P.PROTOCOL_VERSION))
+def test_wrong_version(msg, version):
+    frame = bytearray(P.encode(msg))
+    frame[2] = version
+    with pytest.raises(ProtocolError) as info:
+        P.decode(bytes(frame))
+    assert info.value.code == ErrorCode.BAD_VERSION
+
+
+@given(st.integers(P.MAX_BODY + 1, 2**32 - 1))
+def test_oversized_length_prefix(length):
+    header = struct.pack("!2sBBI", b"ST", P.PROTOCOL_VERSION, P.MessageType.KEYFRAME, length)
+    with pytest.raises(ProtocolError) as info:
+        P.parse_header(header)
+    assert info.value.code == ErrorCode.TOO_LARGE
+
+
+def test_unknown_type_and_bad_magic():
+    with pytest.raises(ProtocolError) as info:
+        P.decode(struct.pack("!2sBBI", b"ST", P.PROTOCOL_VERSION, 99, 0))
+    assert info.value.code == ErrorCode.UNKNOWN_TYPE
+    with pytest.raises(ProtocolError) as info:
+        P.decode(b"GET / HTTP/1.1\r\n\r\n")
+    assert info.value.code == ErrorCode.MALFORMED
+
+
+def test_inner_length_overrun_is_malformed():
+    frame = bytearray(P.encode(P.Feedback(index=1, segmentation=b"xy", levels=b"z")))
+    struct.pack_into("!I", frame, 8 + 4, 1000)  # segmentation claims 1000 bytes
+    with pytest.raises(ProtocolError) as info:
+        P.decode(bytes(frame))
+    assert info.value.code == ErrorCode.MALFORMED
+
+
+def _with_body(tag: P.MessageType, body: bytes) -> bytes:
+    return struct.pack("!2sBBI", b"ST", P.PROTOCOL_VERSION, tag, len(body)) + body
+
+
+@pytest.mark.parametrize("body", [
+    struct.pack("!ddd", float("nan"), 10.0, 0.0),
+    struct.pack("!ddd", 100.0, 0.0, 0.0),
+    struct.pack("!ddd", 100.0, 5000.0, 0.0),
+    struct.pack("!ddd", -1.0, 10.0, 0.0),
+    struct.pack("!ddd", 100.0, 10.0, float("inf")),
+])
+def test_config_ranges(body):
+    with pytest.raises(ProtocolError) as info:
+        P.decode(_with_body(P.MessageType.CONFIG, body))
+    assert info.value.code == ErrorCode.MALFORMED
+
+
+def test_hello_field_validation():
+    good = P.encode(P.Hello("dev", "h264", {"B": 1}, "t"))
+    body = bytearray(good[8:])
+    body[3] = 0xFF  # first byte of device id "dev" -> invalid UTF-8
+    with pytest.raises(ProtocolError, match="UTF-8"):
+        P.decode(_with_body(P.MessageType.HELLO, bytes(body)))
+    for raw, match in ((b"[]", "JSON object"), (b"NaN", "JSON object"), (b"{", "JSON object")):
+        hello = (struct.pack("!BH", 1, 1) + b"d" + struct.pack("!H", 1) + b"s"
+                 + struct.pack("!I", len(raw)) + raw + struct.pack("!H", 0))
+        with pytest.raises(ProtocolError, match=match):
+            P.decode(_with_body(P.MessageType.HELLO, hello))
+
+
+@pytest.mark.parametrize("msg", [
+    P.Keyframe(index=-1, t_capture=0.0, payload=b""),
+    P.Keyframe(index=2**32, t_capture=0.0, payload=b""),
+    P.Keyframe(index=1, t_capture=float("nan"), payload=b""),
+    P.Keyframe(index=1, t_capture=0.0, payload="text"),
+    P.Config(B=1.0, fps=0.0, t_effective=0.0),
+    P.Content(second=0, c=1.0, d=-1.0),
+    P.Hello(device_id="", scheme="x"),
+    P.Hello(device_id="x" * 65, scheme="x"),
+    P.Hello(device_id="d", scheme="x", config={"a": float("inf")}),
+    P.Hello(device_id="d", scheme="x", config={1: 2}),
+    P.Error(code=70000, text=""),
+    "not a message",
+])
+def test_encode_validates(msg):
+    with pytest.raises(ProtocolError):
+        P.encode(msg)
+
+
+def test_encode_refuses_oversized_body():
+    with pytest.raises(ProtocolError) as info:
+        P.encode(P.Keyframe(index=0, t_capture=0.0, payload=bytes(100)), max_body=50)
+    assert info.value.code == ErrorCode.TOO_LARGE
+
+
+def _read_all(data: bytes, eof: bool = True, timeout: float | None = 0.5):
+    async def run():
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        if eof:
+            reader.feed_eof()
+        out = []
+        while True:
+            msg = await P.read_message(reader, timeout=timeout, idle_timeout=timeout)
+            if msg is None:
+                return out
+            out.append(msg)
+    return asyncio.run(run())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(messages, max_size=5))
+def test_stream_reader_reads_a_sequence(msgs):
+    assert _read_all(b"".join(P.encode(m) for m in msgs)) == msgs
+
+
+def test_stream_reader_truncated_and_timeout():
+    frame = P.encode(P.Keyframe(index=3, t_capture=1.0, payload=b"x" * 50))
+    for cut in (1, 5, 8, 20, len(frame) - 1):
+        with pytest.raises(ProtocolError) as info:
+            _read_all(frame[:cut])
+        assert info.value.code == ErrorCode.TRUNCATED
+    with pytest.raises(ProtocolError) as info:  # never completes: the stream stays open
+        _read_all(frame[:20], eof=False, timeout=0.1)
+    assert info.value.code == ErrorCode.TIMEOUT
+    with pytest.raises(ProtocolError) as info:  # nothing at all within the idle timeout
+        _read_all(b"", eof=False, timeout=0.1)
+    assert info.value.code == ErrorCode.TIMEOUT
