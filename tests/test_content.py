@@ -1,0 +1,65 @@
+"""Content metrics c, d (STAC §VI) and keyframe selection from fps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.content import (
+    ContentMeter,
+    complexity,
+    difference,
+    is_keyframe,
+    keyframe_mask,
+)
+
+
+def test_complexity_sums_log2_of_coefficients_and_ignores_zeros():
+    y = np.array([[0.0, 3.0], [-7.0, 0.0]])
+    cb = np.array([1.0, 0.0, -1.0])
+    assert complexity([y, cb]) == pytest.approx(2 + 3 + 1 + 1)
+    assert complexity([np.zeros((4, 4))]) == 0.0
+    # Larger coefficients: about log2|s| each.
+    assert complexity([np.array([1023.0])]) == pytest.approx(10.0)
+
+
+def test_difference_is_the_sum_of_absolute_pixel_differences():
+    a = np.array([[10, 200], [0, 255]], np.uint8)
+    b = np.array([[12, 190], [0, 0]], np.uint8)
+    assert difference(a, b) == 2 + 10 + 0 + 255
+    assert difference(a, None) == 0.0
+    with pytest.raises(ValueError, match="sizes differ"):
+        difference(a, b[:1])
+
+
+def test_meter_averages_per_second():
+    meter = ContentMeter()
+    for t, c, d in [(0.0, 1, 10), (0.5, 3, 20), (1.0, 5, 0), (1.96, 7, 4)]:
+        meter.add(t, c, d)
+    s0, s1 = meter.second(0), meter.second(1)
+    assert (s0.second, s0.c, s0.d) == (0, 2.0, 15.0)
+    assert (s1.c, s1.d) == (6.0, 2.0)
+    assert meter.second(2) is None
+    meter.forget(1)
+    assert meter.second(0) is None and meter.second(1) is not None
+
+
+@pytest.mark.parametrize("fps,source,expected", [
+    (25, 25, 25), (17, 25, 17), (5, 25, 5), (10, 30, 10), (2, 17, 2), (30, 25, 25), (7.5, 30, 7.5),
+])
+def test_keyframes_per_second_are_evenly_spaced(fps, source, expected):
+    n = int(source * 4)
+    mask = keyframe_mask(n, fps, source)
+    assert mask[0]
+    assert mask.sum() == pytest.approx(expected * 4, abs=1)
+    gaps = np.diff(np.flatnonzero(mask))
+    assert gaps.max() - gaps.min() <= 1  # evenly spaced
+    assert [is_keyframe(i, fps, source) for i in range(n)] == mask.tolist()
+
+
+def test_keyframe_phase_and_exact_divisors():
+    assert np.flatnonzero(keyframe_mask(25, 5, 25)).tolist() == [0, 5, 10, 15, 20]
+    assert np.flatnonzero(keyframe_mask(12, 5, 25, start=3)).tolist() == [3, 8]
+    assert not is_keyframe(2, 5, 25, start=3) and is_keyframe(8, 5, 25, start=3)
+    with pytest.raises(ValueError, match="fps must be > 0"):
+        keyframe_mask(10, 0, 25)
