@@ -119,7 +119,30 @@ class Error:
     text: str
 
 
-Message = Hello | Keyframe | Feedback | Config | Content | Bye | Error
+@dataclass(frozen=True)
+class Report:
+    """The device's account of one second of its uplink, which starts the edge's
+    configuration step (STAC §VI): bitrate sent and bandwidth estimated, in kbps."""
+
+    second: int
+    bitrate_kbps: float
+    bandwidth_kbps: float
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of one encoded message on the paced uplink (`serial` numbers the message).
+
+    The emulated link releases bytes at the trace's rate; a message still in transmission
+    when a new configuration starts is cut off by a part with `abort` set (STAC §VII)."""
+
+    serial: int
+    data: bytes
+    last: bool = False
+    abort: bool = False
+
+
+Message = Hello | Keyframe | Feedback | Config | Content | Bye | Error | Report | Part
 
 
 class MessageType(enum.IntEnum):
@@ -132,11 +155,15 @@ class MessageType(enum.IntEnum):
     CONTENT = 5
     BYE = 6
     ERROR = 7
+    REPORT = 8
+    PART = 9
 
 
 _TYPE_OF = {Hello: MessageType.HELLO, Keyframe: MessageType.KEYFRAME,
             Feedback: MessageType.FEEDBACK, Config: MessageType.CONFIG,
-            Content: MessageType.CONTENT, Bye: MessageType.BYE, Error: MessageType.ERROR}
+            Content: MessageType.CONTENT, Bye: MessageType.BYE, Error: MessageType.ERROR,
+            Report: MessageType.REPORT, Part: MessageType.PART}
+_LAST, _ABORT = 1, 2
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -234,6 +261,16 @@ def _encode_body(msg: Message) -> bytes:
         if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 0xFFFF:
             raise _bad(f"Error.code must be an integer in [0, 65535], got {code!r}")
         return struct.pack("!H", code) + _pack_str(_str_bytes("Error.text", msg.text, MAX_TEXT))
+    if isinstance(msg, Report):
+        return struct.pack("!Idd", _check_u32("Report.second", msg.second),
+                           _check_float("Report.bitrate_kbps", msg.bitrate_kbps, low=0.0),
+                           _check_float("Report.bandwidth_kbps", msg.bandwidth_kbps, low=0.0))
+    if isinstance(msg, Part):
+        if msg.abort and (msg.last or msg.data):
+            raise _bad("an aborting Part carries no data and is not `last`")
+        flags = (_LAST if msg.last else 0) | (_ABORT if msg.abort else 0)
+        return (struct.pack("!IB", _check_u32("Part.serial", msg.serial), flags)
+                + _check_bytes("Part.data", msg.data))
     raise _bad(f"not a protocol message: {type(msg).__name__}")
 
 
@@ -363,6 +400,21 @@ def decode_body(kind: MessageType, body: bytes) -> Message:
         text = cur.string("text", MAX_TEXT)
         cur.done()
         return Error(code=code, text=text)
+    if kind == MessageType.REPORT:
+        second, bitrate, bandwidth = cur.unpack("!Idd", "second, bitrate, bandwidth")
+        cur.done()
+        return Report(second=second,
+                      bitrate_kbps=_check_float("REPORT bitrate_kbps", bitrate, 0.0),
+                      bandwidth_kbps=_check_float("REPORT bandwidth_kbps", bandwidth, 0.0))
+    if kind == MessageType.PART:
+        serial, flags = cur.unpack("!IB", "serial, flags")
+        data = bytes(cur.body[cur.pos:])
+        if flags & ~(_LAST | _ABORT):
+            raise _bad(f"PART: unknown flags {flags:#x}")
+        if flags & _ABORT and (flags & _LAST or data):
+            raise _bad("PART: an abort carries no data and is not last")
+        return Part(serial=serial, data=data, last=bool(flags & _LAST),
+                    abort=bool(flags & _ABORT))
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
 
 
@@ -381,6 +433,47 @@ def decode(frame: bytes, max_body: int = MAX_BODY) -> Message:
     if len(body) > length:
         raise _bad(f"{len(body) - length} bytes after the {kind.name} message")
     return decode_body(kind, body)
+
+
+def split(msg: Message, serial: int, part_bytes: int) -> list[Part]:
+    """One message -> the parts that carry its frame over the paced uplink, in order."""
+    if part_bytes < 1:
+        raise ValueError(f"part_bytes must be positive, got {part_bytes}")
+    frame = encode(msg)
+    pieces = [frame[i:i + part_bytes] for i in range(0, len(frame), part_bytes)]
+    return [Part(serial=serial, data=p, last=i == len(pieces) - 1) for i, p in enumerate(pieces)]
+
+
+class Reassembler:
+    """Receiver side of `split`: parts in, whole messages out; aborted messages vanish."""
+
+    def __init__(self, max_body: int = MAX_BODY) -> None:
+        self.max_body = max_body
+        self.serial: int | None = None
+        self.buffer = bytearray()
+        self.aborted = 0  # messages cut off by the sender
+
+    def feed(self, part: Part) -> Message | None:
+        """Add one part; the message it completes, or None. Raises ProtocolError."""
+        if self.serial is not None and part.serial != self.serial:
+            raise _bad(f"PART of message {part.serial} while message {self.serial} is open")
+        if part.abort:
+            self.aborted += self.serial is not None
+            self.serial, self.buffer = None, bytearray()
+            return None
+        self.serial = part.serial
+        self.buffer += part.data
+        if len(self.buffer) >= HEADER.size:
+            parse_header(bytes(self.buffer[:HEADER.size]), self.max_body)
+        if len(self.buffer) > HEADER.size + self.max_body:
+            raise ProtocolError(ErrorCode.TOO_LARGE, "reassembled message above the maximum")
+        if not part.last:
+            return None
+        frame, self.serial, self.buffer = bytes(self.buffer), None, bytearray()
+        msg = decode(frame, self.max_body)
+        if isinstance(msg, Part):
+            raise _bad("a PART inside a PART")
+        return msg
 
 
 # ----------------------------------------------------------------------------- asyncio streams

@@ -33,6 +33,10 @@ messages = st.one_of(
     st.builds(P.Content, second=u32, c=finite, d=st.floats(0, 1e12)),
     st.builds(P.Bye, reason=st.text(max_size=40)),
     st.builds(P.Error, code=st.integers(0, 0xFFFF), text=st.text(max_size=40)),
+    st.builds(P.Report, second=u32, bitrate_kbps=st.floats(0, 1e9),
+              bandwidth_kbps=st.floats(0, 1e9)),
+    st.builds(P.Part, serial=u32, data=st.binary(max_size=100), last=st.booleans()),
+    st.builds(P.Part, serial=u32, data=st.just(b""), abort=st.just(True)),
 )
 
 
@@ -204,3 +208,42 @@ def test_stream_reader_truncated_and_timeout():
     with pytest.raises(ProtocolError) as info:  # nothing at all within the idle timeout
         _read_all(b"", eof=False, timeout=0.1)
     assert info.value.code == ErrorCode.TIMEOUT
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(messages.filter(lambda m: not isinstance(m, P.Part)), min_size=1, max_size=4),
+       st.integers(1, 64), st.data())
+def test_split_and_reassemble(msgs, part_bytes, data):
+    """Parts carry whole frames; an aborted message is dropped and the next one still parses."""
+    asm = P.Reassembler()
+    out = []
+    for serial, msg in enumerate(msgs):
+        parts = P.split(msg, serial, part_bytes)
+        assert b"".join(p.data for p in parts) == P.encode(msg)
+        assert [p.last for p in parts] == [False] * (len(parts) - 1) + [True]
+        if data.draw(st.booleans()) and len(parts) > 1:  # cut off mid-message
+            cut = data.draw(st.integers(1, len(parts) - 1))
+            for part in parts[:cut]:
+                assert asm.feed(part) is None
+            assert asm.feed(P.Part(serial=serial, data=b"", abort=True)) is None
+            continue
+        for part in parts[:-1]:
+            assert asm.feed(part) is None
+        out.append(asm.feed(parts[-1]))
+        assert out[-1] == msg
+
+
+def test_reassembler_refuses_interleaving_and_oversize():
+    asm = P.Reassembler(max_body=10)
+    parts = P.split(P.Keyframe(index=1, t_capture=0.0, payload=b""), 5, 4)
+    asm.feed(parts[0])
+    with pytest.raises(ProtocolError, match="open"):
+        asm.feed(P.Part(serial=6, data=b"x"))
+    asm = P.Reassembler(max_body=10)
+    big = P.split(P.Keyframe(index=1, t_capture=0.0, payload=bytes(40)), 0, 9)
+    with pytest.raises(ProtocolError) as info:
+        for part in big:
+            asm.feed(part)
+    assert info.value.code == ErrorCode.TOO_LARGE
+    with pytest.raises(ProtocolError, match="abort"):
+        P.encode(P.Part(serial=0, data=b"x", abort=True))
