@@ -362,90 +362,114 @@ def lag_autocorrelation(trace: Trace, lag_s: float, step_s: float = 1.0) -> floa
 
 @dataclass(frozen=True)
 class SynthModel:
-    """Log-space AR(1) bandwidth with Markov outages; see ``docs/traces.md`` for calibration."""
+    """Log-normal bandwidth driven by two AR(1) components, with Markov on/off outages.
 
-    mean_kbps: float  # target time-averaged mean (published)
+    The log-bandwidth autocorrelation is ``w exp(-lag/tau_fast) + (1-w) exp(-lag/tau_slow)``,
+    fitted to the real traces in ``../shared/data/traces`` (see ``docs/traces.md``); the
+    marginal is rescaled to the published mean and std exactly.
+    """
+
+    mean_kbps: float  # target time-averaged mean (published, STAC §VIII-A)
     std_kbps: float  # target time-averaged std (published)
-    tau_s: float  # correlation time of the log-bandwidth AR(1) process
-    step_s: float = 1.0  # segment length
-    outage_rate_hz: float = 0.0  # rate of entering an outage (Markov-modulated on/off)
-    outage_mean_s: float = 0.0  # mean outage length (geometric)
-    outage_kbps: float = 0.0  # bandwidth during an outage
+    tau_fast_s: float  # correlation time of the fast AR(1) component
+    tau_slow_s: float  # correlation time of the slow AR(1) component
+    fast_weight: float  # share w of the log-variance in the fast component
+    step_s: float = 1.0  # segment length (the real family's sampling period)
+    outage_every_s: float = 0.0  # mean time between outages (0: none)
+    outage_mean_s: float = 0.0  # mean outage length (geometric in steps)
 
 
 SYNTH_MODELS: dict[str, SynthModel] = {
-    "lte": SynthModel(21400.0, 10200.0, tau_s=6.0, outage_rate_hz=1 / 120, outage_mean_s=2.0,
-                      outage_kbps=0.0),
-    "fcc": SynthModel(7300.0, 7100.0, tau_s=15.0),
-    "wifi": SynthModel(5100.0, 2700.0, tau_s=4.0),
+    "lte": SynthModel(21400.0, 10200.0, tau_fast_s=3.0, tau_slow_s=60.0, fast_weight=0.8,
+                      outage_every_s=180.0, outage_mean_s=4.0),
+    "fcc": SynthModel(7300.0, 7100.0, tau_fast_s=0.1, tau_slow_s=6.6, fast_weight=0.6,
+                      step_s=5.0),
+    "wifi": SynthModel(5100.0, 2700.0, tau_fast_s=0.6, tau_slow_s=6.9, fast_weight=0.86,
+                       outage_every_s=90.0, outage_mean_s=1.6),
 }
 
 
 def synth_trace(kind: str, seconds: float, seed: int) -> Trace:
-    """Seeded synthetic trace: AR(1) in log space (+ LTE outages), rescaled to the published
-    mean and std of the STAC datasets (§VIII-A: LTE 21.4±10.2, FCC 7.3±7.1, WiFi 5.1±2.7 Mbps).
+    """Seeded synthetic trace calibrated to the published mean and std of the STAC datasets
+    (§VIII-A: LTE 21.4±10.2, FCC 7.3±7.1, WiFi 5.1±2.7 Mbps), exact over the whole trace.
     """
     if kind not in SYNTH_MODELS:
         raise TraceError(f"unknown synthetic trace kind {kind!r}; expected one of {SYNTH_KINDS}")
-    if not seconds > 0:
+    if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"synth_trace: seconds must be positive, got {seconds}")
     m = SYNTH_MODELS[kind]
     rng = np.random.default_rng(seed)
     n = max(2, math.ceil(seconds / m.step_s - 1e-9))
-    x = _ar1(rng, n, math.exp(-m.step_s / m.tau_s))
-    on = _outages(rng, n, m)
-    # Log-normal marginal with the target coefficient of variation, then an exact affine rescale
-    # of the non-outage samples so the realised time-averaged mean and std hit the targets.
-    sigma = math.sqrt(math.log1p((m.std_kbps / m.mean_kbps) ** 2))
-    z = np.exp(sigma * x)
-    kbps = _match_moments(z, on, m)
+    w = m.fast_weight
+    x = math.sqrt(w) * _ar1(rng, n, math.exp(-m.step_s / m.tau_fast_s))
+    x += math.sqrt(1.0 - w) * _ar1(rng, n, math.exp(-m.step_s / m.tau_slow_s))
+    up = _link_up(rng, n, m)
+    kbps = np.zeros(n)
+    kbps[up] = _lognormal_with_moments(x[up], *_up_moments(m, float(up.mean())))
     times = np.arange(n) * m.step_s
-    return Trace(times, kbps, name=f"synthetic-{kind}", end_s=float(seconds))
+    end = float(seconds)
+    if times[-1] >= end:  # seconds shorter than one step: one segment
+        times, kbps = times[:1], kbps[:1]
+    return Trace(times, kbps, name=f"synthetic-{kind}", end_s=end)
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
-    """Stationary zero-mean unit-variance AR(1) sequence with lag-1 correlation ``phi``."""
+    """Stationary unit-variance AR(1) sequence with lag-1 correlation ``phi``."""
     eps = rng.standard_normal(n)
     x = np.empty(n)
     x[0] = eps[0]
     s = math.sqrt(1.0 - phi * phi)
     for i in range(1, n):
         x[i] = phi * x[i - 1] + s * eps[i]
-    return (x - x.mean()) / max(x.std(), 1e-12)
+    return x
 
 
-def _outages(rng: np.random.Generator, n: int, m: SynthModel) -> np.ndarray:
-    """Boolean 'link up' mask from a two-state Markov chain (per step)."""
-    on = np.ones(n, dtype=bool)
-    if m.outage_rate_hz <= 0:
-        return on
-    p_down = 1.0 - math.exp(-m.outage_rate_hz * m.step_s)
+def _link_up(rng: np.random.Generator, n: int, m: SynthModel) -> np.ndarray:
+    """'Link up' mask of a two-state Markov chain per step (all up without outages)."""
+    u = rng.random(n)  # drawn even without outages so the stream of draws is the same
+    if m.outage_every_s <= 0:
+        return np.ones(n, dtype=bool)
+    p_down = 1.0 - math.exp(-m.step_s / m.outage_every_s)
     p_up = min(1.0, m.step_s / m.outage_mean_s)
-    u = rng.random(n)
+    on = np.empty(n, dtype=bool)
     up = True
     for i in range(n):
         up = (u[i] >= p_down) if up else (u[i] < p_up)
         on[i] = up
+    if not on.any():  # a trace that is one long outage carries nothing; keep one step up
+        on[0] = True
     return on
 
 
-def _match_moments(z: np.ndarray, on: np.ndarray, m: SynthModel) -> np.ndarray:
-    """Affine map of the up-samples so the whole sequence has mean/std ``m``; clip at 0."""
-    out = np.full(z.shape, m.outage_kbps, dtype=np.float64)
-    f = on.mean()
-    if f == 0:
-        return out
-    # Whole-trace moments from the up part (fraction f) and outage part (value o):
-    # mean = f*mu_up + (1-f)*o ; E[x^2] = f*(s_up^2 + mu_up^2) + (1-f)*o^2
-    o = m.outage_kbps
-    mu_up = (m.mean_kbps - (1 - f) * o) / f
-    ex2 = m.std_kbps**2 + m.mean_kbps**2
-    var_up = max((ex2 - (1 - f) * o * o) / f - mu_up**2, 0.0)
-    zu = z[on]
-    sd = zu.std()
-    scaled = mu_up + (zu - zu.mean()) * (math.sqrt(var_up) / sd if sd > 0 else 0.0)
-    out[on] = scaled
-    return np.maximum(out, 0.0)
+def _up_moments(m: SynthModel, f: float) -> tuple[float, float]:
+    """Mean and std the up-steps need so the whole trace (outages at 0) hits ``m``'s moments."""
+    mu = m.mean_kbps / f
+    ex2 = (m.std_kbps**2 + m.mean_kbps**2) / f
+    return mu, math.sqrt(max(ex2 - mu * mu, 0.0))
+
+
+def _lognormal_with_moments(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``c * exp(sigma * x)`` with sigma, c solved so the sample mean and std are exact.
+
+    The sample coefficient of variation of ``exp(sigma x)`` grows with sigma, so a bisection
+    finds it; a pure scale keeps every value positive (no clipping).
+    """
+    target_cv = std / mean
+    if x.size < 2 or target_cv == 0 or np.ptp(x) == 0:
+        return np.full(x.shape, mean)
+
+    def cv(sigma: float) -> float:
+        z = np.exp(sigma * (x - x.max()))
+        return float(z.std() / z.mean())
+
+    lo, hi = 0.0, 1.0
+    while cv(hi) < target_cv and hi < 64:
+        hi *= 2
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cv(mid) < target_cv else (lo, mid)
+    z = np.exp(hi * (x - x.max()))
+    return z * (mean / z.mean())
 
 
 def stats_table(rows: Iterable[dict]) -> str:

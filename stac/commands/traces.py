@@ -90,9 +90,10 @@ def _synth(args: argparse.Namespace) -> int:
     comment = (
         f"SYNTHETIC {args.kind} trace (not measured): stac-sim traces synth --kind {args.kind} "
         f"--seconds {args.seconds:g} --seed {args.seed}\n"
-        f"log-space AR(1), tau {m.tau_s:g} s, {m.step_s:g} s steps"
-        + (f", Markov outages every ~{1 / m.outage_rate_hz:g} s lasting ~{m.outage_mean_s:g} s"
-           if m.outage_rate_hz > 0 else "")
+        f"log-normal, two AR(1) components (tau {m.tau_fast_s:g} s w={m.fast_weight:g}, "
+        f"tau {m.tau_slow_s:g} s), {m.step_s:g} s steps"
+        + (f", Markov outages every ~{m.outage_every_s:g} s lasting ~{m.outage_mean_s:g} s"
+           if m.outage_every_s > 0 else "")
         + f"; calibrated to {m.mean_kbps / 1000:g} +- {m.std_kbps / 1000:g} Mbps (STAC §VIII-A)\n"
         "piecewise constant: bandwidth_kbps holds from time_s to the next row (or end_s)"
     )
