@@ -1,0 +1,76 @@
+"""DNN gradients with respect to every DCT coefficient of a decoded keyframe (STAC §IV).
+
+The decoded keyframe goes through the DCT once more (§V-C (i): the edge only has the
+decoded full frame of an inter-coded keyframe), the coefficients become leaf tensors, the
+differentiable decoder (iDCT, chroma upsampling, YCbCr -> RGB) rebuilds the frame, the
+backbone runs one streaming step, and the loss is back-propagated to the coefficients
+(§IV-A footnote 1, after GRACE). The default loss is the fake-label loss Q_F of §IV-B:
+cross-entropy against the argmax of the model's own logits; with true labels it is Q_T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edge._twin import coefficients_to_rgb_torch, rgb_to_coefficients
+from edge.models.base import IGNORE_INDEX, StreamingSegmenter
+
+
+@dataclass
+class DCTGradients:
+    """dQ/ds per coefficient: planes (Hb, Wb, 16) for Y and (Hb/2, Wb/2, 16) for Cb, Cr.
+
+    Frequency n = 4 * u + v of the 4x4 block. `labels` is the segmentation (argmax) of the
+    keyframe, `loss` the value of Q at the decoded frame.
+    """
+
+    y: np.ndarray
+    cb: np.ndarray
+    cr: np.ndarray
+    labels: np.ndarray
+    loss: float
+
+    @property
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.y, self.cb, self.cr
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.shape} {frame.dtype}")
+    return frame
+
+
+def dct_gradients(model: StreamingSegmenter, frame: np.ndarray, state: Any = None,
+                  labels: np.ndarray | None = None,
+                  dtype: torch.dtype = torch.float32) -> tuple[DCTGradients, Any]:
+    """Gradients of Q_F (or Q_T when `labels` are given) w.r.t. every DCT coefficient.
+
+    `frame` is the decoded keyframe (H, W, 3) uint8; `state` the model's streaming state
+    (None: its initial state). Returns the gradients and the model's next state.
+    """
+    frame = _check_frame(frame)
+    h, w = frame.shape[:2]
+    if labels is not None and np.shape(labels) != (h, w):
+        raise ValueError(f"labels {np.shape(labels)} do not match the frame {(h, w)}")
+    param = next(model.parameters())
+    coef = [torch.tensor(c, dtype=dtype, device=param.device, requires_grad=True)
+            for c in rgb_to_coefficients(frame)]
+    rgb = coefficients_to_rgb_torch(*coef, h, w).to(param.dtype)
+    if state is None:
+        state = model.initial_state()
+    logits, next_state = model.step(rgb, state)
+    predicted = logits.detach().argmax(dim=1)
+    target = predicted if labels is None else torch.as_tensor(
+        np.asarray(labels, np.int64), device=logits.device).unsqueeze(0)
+    loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    grads = torch.autograd.grad(loss, coef)
+    y, cb, cr = (g.detach().cpu().numpy() for g in grads)
+    seg = predicted[0].cpu().numpy().astype(np.uint8)
+    return DCTGradients(y=y, cb=cb, cr=cr, labels=seg, loss=float(loss.detach())), next_state

@@ -1,0 +1,109 @@
+"""Gradients w.r.t. DCT coefficients (STAC §IV) against finite differences, float64."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge._twin import coefficients_to_rgb_torch, dct_blocks, idct_blocks_torch, rgb_to_coefficients
+from edge.gradients import dct_gradients
+from edge.models.base import IGNORE_INDEX, StreamingSegmenter
+from stac.codec.color import rgb_to_ycbcr420, ycbcr420_to_rgb
+
+
+class TinySegmenter(StreamingSegmenter):
+    """A small real conv net (random weights) so finite differences run in milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(),
+                                  nn.Conv2d(8, self.num_classes, 3, padding=1))
+
+    def step(self, frame, state):
+        return self.body(self.normalize(frame)), state
+
+
+@pytest.fixture(scope="module")
+def frame(shared_data):
+    path = sorted((shared_data / "camvid" / "val").glob("*.png"))[5]
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(cv2.resize(rgb, (30, 22), interpolation=cv2.INTER_AREA))
+
+
+def losses_at(model, coef_sets, h, w, target):
+    """Q for each set of coefficients, the model run once on the whole batch."""
+    with torch.no_grad():
+        rgb = torch.cat([coefficients_to_rgb_torch(*(torch.tensor(c) for c in coefs), h, w)
+                         for coefs in coef_sets])
+        logits = model.step(rgb, None)[0]
+        per_pixel = F.cross_entropy(logits, target.expand(len(coef_sets), -1, -1),
+                                    ignore_index=IGNORE_INDEX, reduction="none")
+        valid = (target != IGNORE_INDEX).sum()
+        return (per_pixel.sum(dim=(1, 2)) / valid).numpy()
+
+
+@pytest.mark.parametrize("true_labels", [False, True])
+def test_gradients_match_finite_differences(frame, true_labels):
+    model = TinySegmenter().double().eval()
+    h, w = frame.shape[:2]
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 12, size=(h, w)) if true_labels else None
+    grads, _ = dct_gradients(model, frame, labels=labels, dtype=torch.float64)
+    coefs = rgb_to_coefficients(frame)
+    assert [g.shape for g in grads.planes] == [c.shape for c in coefs] == [(6, 8, 16), (3, 4, 16),
+                                                                          (3, 4, 16)]
+    target = torch.as_tensor(labels if true_labels else grads.labels.astype(np.int64))[None]
+    assert losses_at(model, [coefs], h, w, target)[0] == pytest.approx(grads.loss, rel=1e-12)
+    eps, probes, sets = 1e-4, [], []
+    for p, plane in enumerate(coefs):
+        # every frequency bin of two blocks, inside the frame and in the padded border
+        for idx in [(1, 2), (plane.shape[0] - 1, plane.shape[1] - 1)]:
+            for n in range(16):
+                for sign in (1, -1):
+                    moved = [c.copy() for c in coefs]
+                    moved[p][idx + (n,)] += sign * eps
+                    sets.append(moved)
+                probes.append(grads.planes[p][idx + (n,)])
+    q = losses_at(model, sets, h, w, target)
+    fd = (q[0::2] - q[1::2]) / (2 * eps)
+    np.testing.assert_allclose(probes, fd, rtol=1e-5, atol=1e-10)
+    assert np.count_nonzero(fd) > len(fd) // 2
+    assert np.abs(grads.y).sum() > 0 and np.abs(grads.cr).sum() > 0
+
+
+def test_fake_label_is_the_models_argmax(frame):
+    model = TinySegmenter().double().eval()
+    grads, _ = dct_gradients(model, frame, dtype=torch.float64)
+    with torch.no_grad():
+        rgb = torch.tensor(frame, dtype=torch.float64).permute(2, 0, 1)[None] / 255
+        direct = model(rgb).argmax(1)[0].numpy()
+    assert grads.labels.dtype == np.uint8 and grads.labels.shape == frame.shape[:2]
+    assert np.mean(grads.labels == direct) > 0.9  # DCT round trip and 4:2:0 change few pixels
+    true, _ = dct_gradients(model, frame, labels=np.zeros(frame.shape[:2]), dtype=torch.float64)
+    assert true.loss > grads.loss  # the fake label sits closer to the output (§IV-B)
+
+
+def test_twin_inverts_the_forward_transform(frame):
+    plane = np.random.default_rng(0).uniform(0, 255, size=(8, 12))
+    back = idct_blocks_torch(torch.tensor(dct_blocks(plane))).numpy()
+    np.testing.assert_allclose(back, plane, atol=1e-9)
+    h, w = frame.shape[:2]
+    rgb = coefficients_to_rgb_torch(*(torch.tensor(c) for c in rgb_to_coefficients(frame)), h, w)
+    reference = ycbcr420_to_rgb(*rgb_to_ycbcr420(frame)).astype(np.float64) / 255
+    ours = rgb[0].permute(1, 2, 0).numpy()
+    inside = (reference > 0) & (reference < 1)  # the uint8 path clips, the twin does not
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(ours[inside], reference[inside], atol=0.51 / 255)
+
+
+def test_bad_input(frame):
+    model = TinySegmenter().eval()
+    with pytest.raises(ValueError, match="RGB uint8"):
+        dct_gradients(model, frame.astype(np.float32))
+    with pytest.raises(ValueError, match="do not match"):
+        dct_gradients(model, frame, labels=np.zeros((3, 3)))
