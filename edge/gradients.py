@@ -17,16 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge._twin import coefficients_to_rgb_torch, rgb_to_coefficients
 from edge.models.base import IGNORE_INDEX, StreamingSegmenter
+from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 
 
 @dataclass
 class DCTGradients:
-    """dQ/ds per coefficient: planes (Hb, Wb, 16) for Y and (Hb/2, Wb/2, 16) for Cb, Cr.
-
-    Frequency n = 4 * u + v of the 4x4 block. `labels` is the segmentation (argmax) of the
-    keyframe, `loss` the value of Q at the decoded frame.
+    """dQ/ds per coefficient, in the codec's layout (`stac.codec.transform`): (nby, nbx, 16)
+    for Y and (nby/2, nbx/2, 16) for Cb, Cr, frequency n = 4 v + u. `labels` is the
+    segmentation (argmax) of the keyframe, `loss` the value of Q at the decoded frame.
     """
 
     y: np.ndarray
@@ -61,8 +60,8 @@ def dct_gradients(model: StreamingSegmenter, frame: np.ndarray, state: Any = Non
         raise ValueError(f"labels {np.shape(labels)} do not match the frame {(h, w)}")
     param = next(model.parameters())
     coef = [torch.tensor(c, dtype=dtype, device=param.device, requires_grad=True)
-            for c in rgb_to_coefficients(frame)]
-    rgb = coefficients_to_rgb_torch(*coef, h, w).to(param.dtype)
+            for c in rgb_to_coeffs(frame)]
+    rgb = coeffs_to_rgb_torch(*coef, h, w).unsqueeze(0).to(param.dtype)
     if state is None:
         state = model.initial_state()
     logits, next_state = model.step(rgb, state)
