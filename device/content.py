@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from stac.codec.transform import rgb_to_coeffs
 from stac.protocol import Content
 
 
@@ -23,6 +24,11 @@ def complexity(coefficients: Iterable[np.ndarray]) -> float:
     large ones add log2|s| (the size model's bits, Eq. 2); no -inf from exact zeros.
     """
     return float(sum(np.log2(1.0 + np.abs(np.asarray(c, np.float64))).sum() for c in coefficients))
+
+
+def frame_complexity(frame: np.ndarray) -> float:
+    """c of an RGB uint8 frame: its Y, Cb, Cr 4x4 DCT coefficients (the codec's transform)."""
+    return complexity(rgb_to_coeffs(frame))
 
 
 def difference(grey: np.ndarray, previous: np.ndarray | None) -> float:

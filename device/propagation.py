@@ -14,44 +14,40 @@ import numpy as np
 from scipy import ndimage
 
 from device.flow import pixel_grid
+from stac.codec.quant import region_grid_shape
 
-BLOCK = 4  # pixels per block side (4x4 DCT, §VII)
-REGION_BLOCKS = 6  # blocks per region side (paper default 6x6)
-
-
-def region_grid(height: int, width: int, region_px: int = BLOCK * REGION_BLOCKS) -> tuple[int, int]:
-    """(rows, cols) of regions of `region_px` x `region_px` luma pixels; border regions are
-    cut by the frame edge (§IV-B: same number of blocks except the borders)."""
-    if region_px < 1:
-        raise ValueError(f"region_px must be >= 1, got {region_px}")
-    return -(-height // region_px), -(-width // region_px)
+REGION_SIZE = 6  # luma 4x4 blocks per region side (paper default 6x6; the codec's default)
 
 
-def region_of_pixels(height: int, width: int, region_px: int) -> np.ndarray:
-    """(H, W) int: the region index (row-major) of every pixel."""
-    _, cols = region_grid(height, width, region_px)
-    ys = np.arange(height) // region_px
-    xs = np.arange(width) // region_px
+def _region_rows_cols(height: int, width: int, region_size: int):
+    """Region row of every pixel row and region column of every pixel column."""
+    return np.arange(height) // (4 * region_size), np.arange(width) // (4 * region_size)
+
+
+def region_of_pixels(height: int, width: int, region_size: int = REGION_SIZE) -> np.ndarray:
+    """(H, W) int: the region index (row-major, the codec's region grid) of every pixel."""
+    _, cols = region_grid_shape(height, width, region_size)
+    ys, xs = _region_rows_cols(height, width, region_size)
     return ys[:, None] * cols + xs[None, :]
 
 
-def level_map(levels: np.ndarray, height: int, width: int, region_px: int) -> np.ndarray:
-    """(H, W) per-pixel map of region levels (rows, cols) -> the level of each pixel's region."""
-    rows, cols = region_grid(height, width, region_px)
-    if levels.shape != (rows, cols):
-        raise ValueError(f"levels {levels.shape} do not match a {height}x{width} frame "
-                         f"with {region_px}-pixel regions ({rows}, {cols})")
-    ys = np.arange(height) // region_px
-    xs = np.arange(width) // region_px
+def level_map(levels: np.ndarray, height: int, width: int,
+              region_size: int = REGION_SIZE) -> np.ndarray:
+    """Region levels (rows, cols) -> (H, W) map of the level of each pixel's region."""
+    grid = region_grid_shape(height, width, region_size)
+    if levels.shape != grid:
+        raise ValueError(f"levels {levels.shape} do not match the region grid {grid} of a "
+                         f"{height}x{width} frame with {region_size}x{region_size}-block regions")
+    ys, xs = _region_rows_cols(height, width, region_size)
     return levels[ys[:, None], xs[None, :]]
 
 
 def middle_levels(height: int, width: int, num_levels: int,
-                  region_px: int = BLOCK * REGION_BLOCKS) -> np.ndarray:
+                  region_size: int = REGION_SIZE) -> np.ndarray:
     """Levels of the first keyframe: every region at the middle level (§V-B)."""
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-    return np.full(region_grid(height, width, region_px), num_levels // 2, np.int16)
+    return np.full(region_grid_shape(height, width, region_size), num_levels // 2, np.int16)
 
 
 def warp_nearest(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -71,7 +67,7 @@ def propagate_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 
 def propagate_levels(levels: np.ndarray, flow: np.ndarray, covered: np.ndarray,
-                     region_px: int = BLOCK * REGION_BLOCKS,
+                     region_size: int = REGION_SIZE,
                      min_cover: float = 0.5) -> np.ndarray:
     """Region levels (rows, cols) of the anchor keyframe -> those of the newest frame.
 
@@ -83,9 +79,9 @@ def propagate_levels(levels: np.ndarray, flow: np.ndarray, covered: np.ndarray,
     levels = np.asarray(levels)
     if levels.min(initial=0) < 0 or levels.max(initial=0) > 255:
         raise ValueError("levels must lie in [0, 255]")
-    source = warp_nearest(level_map(levels.astype(np.uint8), h, w, region_px), flow)
+    source = warp_nearest(level_map(levels.astype(np.uint8), h, w, region_size), flow)
     rows, cols = levels.shape
-    region = region_of_pixels(h, w, region_px).ravel()
+    region = region_of_pixels(h, w, region_size).ravel()
     num = int(levels.max(initial=0)) + 1
     votes = np.bincount(region * num + source.ravel(), weights=covered.ravel(),
                         minlength=rows * cols * num).reshape(rows * cols, num)

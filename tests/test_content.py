@@ -9,6 +9,7 @@ from device.content import (
     ContentMeter,
     complexity,
     difference,
+    frame_complexity,
     is_keyframe,
     keyframe_mask,
 )
@@ -21,6 +22,16 @@ def test_complexity_sums_log2_of_coefficients_and_ignores_zeros():
     assert complexity([np.zeros((4, 4))]) == 0.0
     # Larger coefficients: about log2|s| each.
     assert complexity([np.array([1023.0])]) == pytest.approx(10.0)
+
+
+def test_frame_complexity_ranks_texture_above_flat(shared_data):
+    import cv2
+
+    path = sorted((shared_data / "camvid" / "val").glob("*.png"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert frame_complexity(np.full((64, 64, 3), 128, np.uint8)) == 0.0  # all coefficients 0
+    smooth = cv2.GaussianBlur(rgb, (0, 0), 4)
+    assert frame_complexity(rgb) > 1.2 * frame_complexity(smooth) > 0
 
 
 def test_difference_is_the_sum_of_absolute_pixel_differences():

@@ -12,8 +12,8 @@ from device.propagation import (
     middle_levels,
     propagate_labels,
     propagate_levels,
-    region_grid,
 )
+from stac.codec.quant import region_grid_shape as region_grid
 
 H, W, STEP = 168, 240, 6  # 7 x 10 regions of 24 pixels; 4 frames of 6 pixels = one region
 
@@ -89,8 +89,8 @@ def test_uncovered_regions_take_the_nearest_covered_level():
 def test_first_keyframe_uses_a_middle_level_and_shapes_are_checked():
     assert np.all(middle_levels(100, 130, 32) == 16)
     assert middle_levels(100, 130, 32).shape == (5, 6) == region_grid(100, 130)
-    assert level_map(np.arange(30).reshape(5, 6), 100, 130, 24)[99, 129] == 29
+    assert level_map(np.arange(30).reshape(5, 6), 100, 130)[99, 129] == 29
     with pytest.raises(ValueError, match="do not match"):
-        level_map(np.zeros((4, 6)), 100, 130, 24)
+        level_map(np.zeros((4, 6)), 100, 130)
     with pytest.raises(ValueError, match="uint8"):
         propagate_labels(np.zeros((4, 4), np.int64), np.zeros((4, 4, 2), np.float32))
