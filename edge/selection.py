@@ -1,0 +1,78 @@
+"""Algorithm 1 of STAC (§IV-B), vectorised: one quantisation-table level per region.
+
+For region R_r and level l the worst-case loss increment is
+dQ_max(r, l) = sum_{s in R_r} |g_s| q^l_{n(s)} / 2; the region gets the level whose dQ_max
+is closest to its share of the bound, B_r = B x (pixels in R_r) / (pixels in the frame).
+All regions and levels are evaluated at once: sum |g| per (region, component, frequency),
+then one contraction with the table set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from stac.codec.quant import block_region_index, region_grid_shape
+
+REGION_SIZE = 6
+
+
+def block_regions(n_by: int, n_bx: int, grid: tuple[int, int], region_size: int,
+                  chroma: bool = False) -> np.ndarray:
+    """(n_by, n_bx) row-major region index of every 4x4 block of a (luma or chroma) plane.
+
+    A chroma block belongs to the region of its top-left luma block (the codec's rule).
+    """
+    scale = 2 if chroma else 1
+    ry, rx = block_region_index(n_by * scale, n_bx * scale, region_size, grid)
+    return ry[::scale, None] * grid[1] + rx[None, ::scale]
+
+
+def region_gradient_sums(grads: Sequence[np.ndarray], height: int, width: int,
+                         region_size: int = REGION_SIZE) -> np.ndarray:
+    """(rows, cols, 3, 16): sum of |g_s| per region, component (Y, Cb, Cr) and frequency."""
+    if len(grads) != 3:
+        raise ValueError(f"expected Y, Cb, Cr gradient arrays, got {len(grads)}")
+    grid = region_grid_shape(height, width, region_size)
+    out = np.empty((grid[0] * grid[1], 3, 16))
+    for c, g in enumerate(grads):  # three planes, not a loop over blocks
+        g = np.asarray(g)
+        if g.ndim != 3 or g.shape[2] != 16:
+            raise ValueError(f"gradient plane {c} must be shaped (nby, nbx, 16), got {g.shape}")
+        region = block_regions(g.shape[0], g.shape[1], grid, region_size, chroma=c > 0)
+        keys = (region[:, :, None] * 16 + np.arange(16)).ravel()
+        out[:, c] = np.bincount(keys, weights=np.abs(g).ravel(),
+                                minlength=out.shape[0] * 16).reshape(-1, 16)
+    return out.reshape(grid[0], grid[1], 3, 16)
+
+
+def worst_case_increments(sums: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(rows, cols, L): dQ_max(r, l) = sum |g_s| q^l_n / 2 from per-region sums (Alg. 1 l. 8)."""
+    steps = np.asarray(steps, np.float64)
+    if steps.ndim != 3 or steps.shape[1:] != (3, 16):
+        raise ValueError(f"a table set is shaped (L, 3, 16), got {steps.shape}")
+    return 0.5 * np.einsum("rkcn,lcn->rkl", sums, steps)
+
+
+def region_budgets(B: float, height: int, width: int,
+                   region_size: int = REGION_SIZE) -> np.ndarray:
+    """(rows, cols): B_r = B x (pixels in region) / (pixels in frame) (§IV-B)."""
+    side = 4 * region_size
+    rows, cols = region_grid_shape(height, width, region_size)
+    hs = np.minimum(side, height - side * np.arange(rows))
+    ws = np.minimum(side, width - side * np.arange(cols))
+    return B * np.outer(hs, ws) / (height * width)
+
+
+def select_levels(grads: Sequence[np.ndarray], steps: np.ndarray, B: float, height: int,
+                  width: int, region_size: int = REGION_SIZE) -> np.ndarray:
+    """Algorithm 1: (rows, cols) int levels, per region argmin_l |dQ_max(r, l) - B_r|.
+
+    Ties go to the lower (finer) level, as the paper's strict `<` in line 9 keeps the first.
+    """
+    if not B > 0:
+        raise ValueError(f"B must be > 0, got {B}")
+    dq = worst_case_increments(region_gradient_sums(grads, height, width, region_size), steps)
+    budget = region_budgets(B, height, width, region_size)
+    return np.abs(dq - budget[:, :, None]).argmin(axis=2).astype(np.int16)

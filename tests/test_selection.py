@@ -1,0 +1,79 @@
+"""Algorithm 1 (STAC §IV-B) against a brute-force loop, and the offline tables (§IV-A)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.selection import region_budgets, region_gradient_sums, select_levels
+
+
+def brute_force(grads, steps, B, height, width, region_size):
+    """Algorithm 1 literally: loops over regions, levels and every coefficient."""
+    side = 4 * region_size
+    rows, cols = -(-height // side), -(-width // side)
+    out = np.zeros((rows, cols), int)
+    for rr in range(rows):
+        for rc in range(cols):
+            pixels = sum(1 for y in range(height) for x in range(width)
+                         if y // side == rr and x // side == rc)
+            budget = B * pixels / (height * width)
+            best = np.inf
+            for level in range(steps.shape[0]):
+                dq = 0.0
+                for comp, g in enumerate(grads):
+                    scale = 2 if comp else 1
+                    for by in range(g.shape[0]):
+                        for bx in range(g.shape[1]):
+                            ry = min(by * scale // region_size, rows - 1)
+                            rx = min(bx * scale // region_size, cols - 1)
+                            if (ry, rx) != (rr, rc):
+                                continue
+                            for n in range(16):
+                                dq += abs(g[by, bx, n]) * steps[level, comp, n] / 2
+                if abs(dq - budget) < best:
+                    out[rr, rc], best = level, abs(dq - budget)
+    return out
+
+
+@pytest.mark.parametrize("height,width,region_size", [(52, 70, 2), (100, 130, 6), (48, 48, 3)])
+def test_algorithm1_matches_brute_force(height, width, region_size):
+    rng = np.random.default_rng(height)
+    nby, nbx = -(-height // 8) * 2, -(-width // 8) * 2  # the codec pads luma to 8 pixels
+    # heavy-tailed gradients, as DNN gradients are, so regions differ a lot
+    grads = [rng.standard_cauchy((nby, nbx, 16)) * 1e-5,
+             rng.standard_cauchy((nby // 2, nbx // 2, 16)) * 1e-5,
+             rng.standard_cauchy((nby // 2, nbx // 2, 16)) * 1e-5]
+    steps = np.sort(rng.uniform(1, 50, (12, 3, 16)), axis=0)
+    steps *= np.geomspace(1, 40, 12)[:, None, None]
+    total = region_gradient_sums(grads, height, width, region_size)
+    assert total.sum() == pytest.approx(sum(np.abs(g).sum() for g in grads))
+    typical = total.sum() * np.median(steps) / 2  # B at which a middle level fits on average
+    for B in (typical / 30, typical, typical * 30):
+        levels = select_levels(grads, steps, B, height, width, region_size)
+        np.testing.assert_array_equal(levels, brute_force(grads, steps, B, height, width,
+                                                          region_size))
+    assert len(np.unique(select_levels(grads, steps, typical, height, width, region_size))) > 2
+
+
+def test_more_sensitive_regions_get_finer_levels():
+    steps = np.geomspace(1, 100, 16)[:, None, None] * np.ones((16, 3, 16))
+    grads = [np.full((12, 12, 16), 1e-6), np.full((6, 6, 16), 1e-6), np.full((6, 6, 16), 1e-6)]
+    grads[0][:6, :6] *= 50  # top-left region is very sensitive
+    levels = select_levels(grads, steps, 0.1, 48, 48, 6)
+    assert levels[0, 0] < levels[1, 1] and levels[0, 1] == levels[1, 0] == levels[1, 1]
+    # A looser bound B never selects finer levels.
+    assert np.all(select_levels(grads, steps, 1.0, 48, 48, 6) > levels)
+
+
+def test_budgets_split_B_by_pixels():
+    b = region_budgets(1.0, 50, 30, 6)
+    assert b.shape == (3, 2) and b.sum() == pytest.approx(1.0)
+    assert b[0, 0] == pytest.approx(24 * 24 / 1500) and b[2, 1] == pytest.approx(2 * 6 / 1500)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="B must be > 0"):
+        select_levels([np.zeros((2, 2, 16))] * 3, np.ones((2, 3, 16)), 0, 8, 8)
+    with pytest.raises(ValueError, match="shaped"):
+        select_levels([np.zeros((2, 2, 16))] * 3, np.ones((2, 16)), 1, 8, 8)
