@@ -381,7 +381,7 @@ class SynthModel:
 
 SYNTH_MODELS: dict[str, SynthModel] = {
     "lte": SynthModel(21400.0, 10200.0, tau_fast_s=3.0, tau_slow_s=60.0, fast_weight=0.8,
-                      outage_every_s=180.0, outage_mean_s=4.0),
+                      outage_every_s=190.0, outage_mean_s=2.0),
     "fcc": SynthModel(7300.0, 7100.0, tau_fast_s=0.1, tau_slow_s=6.6, fast_weight=0.6,
                       step_s=5.0),
     "wifi": SynthModel(5100.0, 2700.0, tau_fast_s=0.6, tau_slow_s=6.9, fast_weight=0.86,
