@@ -77,3 +77,62 @@ def test_bad_input():
         select_levels([np.zeros((2, 2, 16))] * 3, np.ones((2, 3, 16)), 0, 8, 8)
     with pytest.raises(ValueError, match="shaped"):
         select_levels([np.zeros((2, 2, 16))] * 3, np.ones((2, 16)), 1, 8, 8)
+
+
+def test_tables_follow_the_mean_gradients():
+    from edge.tables import GradientAverager, TableSpec, build_tables
+
+    rng = np.random.default_rng(3)
+    avg = GradientAverager()
+    frames = [[rng.normal(size=(6, 8, 16)) * np.linspace(2, 0.1, 16), rng.normal(size=(3, 4, 16)),
+               rng.normal(size=(3, 4, 16))] for _ in range(3)]
+    for g in frames:
+        avg.add(g)
+    mean = avg.mean()
+    np.testing.assert_allclose(mean[0], np.mean([np.abs(f[0]).reshape(-1, 16) for f in frames],
+                                                axis=(0, 1)))
+    assert avg.coefficients == (48 + 12 + 12) * 16
+    spec = TableSpec(levels=10, q_fine=1, q_coarse=100, q_min=0.01, q_max=1e6)
+    t = build_tables(mean, avg.coefficients, spec)
+    assert t.steps.shape == (10, 3, 16) and np.all(np.diff(t.steps, axis=0) > 0)
+    # q_n^l = 2 B_l / (M |g_n|): q * g is the same across bins within a level
+    qg = t.steps * mean[None]
+    expected = 2 * t.bounds[:, None, None] / avg.coefficients * np.ones_like(qg)
+    np.testing.assert_allclose(qg, expected)
+    np.testing.assert_allclose(np.exp(np.log(t.steps).mean(axis=(1, 2)))[[0, -1]], [1, 100])
+    np.testing.assert_allclose(np.diff(np.log(t.bounds)), np.log(100) / 9)
+    # the most sensitive bin gets the finest step
+    assert t.steps[0, 0].argmin() == np.argmax(mean[0])
+    clipped = build_tables(mean, avg.coefficients, TableSpec(levels=4, q_min=2, q_max=50))
+    assert clipped.steps.min() == 2 and clipped.steps.max() == 50
+
+
+def test_selection_with_mean_gradients_picks_the_level_of_B():
+    from edge.tables import build_tables
+
+    mean = np.abs(np.random.default_rng(4).normal(size=(3, 16))) + 0.1
+    h, w = 48, 72  # whole regions, no padding
+    grads = [np.broadcast_to(mean[0], (12, 18, 16)), np.broadcast_to(mean[1], (6, 9, 16)),
+             np.broadcast_to(mean[2], (6, 9, 16))]
+    t = build_tables(mean, coefficients=h * w * 3 // 2)
+    for level in (0, 7, 20, 31):
+        levels = select_levels(grads, t.steps, t.bounds[level], h, w)
+        assert np.all(levels == level)
+
+
+def test_table_files_round_trip(tmp_path):
+    from edge.tables import TableFileError, build_tables, load_tables, save_tables
+
+    t = build_tables(np.full((3, 16), 1e-5), 1000)
+    t.meta["model"] = "bisenet"
+    path = save_tables(t, tmp_path / "tables" / "bisenet")
+    assert path.suffix == ".npz" and path.with_suffix(".json").exists()
+    back = load_tables(path)
+    np.testing.assert_array_equal(back.steps, t.steps)
+    assert back.coefficients == 1000 and back.meta["model"] == "bisenet"
+    assert back.table_set().levels == 32
+    with pytest.raises(TableFileError, match="no such table file"):
+        load_tables(tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(TableFileError, match="not a STAC table file"):
+        load_tables(tmp_path / "bad.npz")
