@@ -3,7 +3,8 @@
 Every source streams frames one at a time (bounded memory), optionally resized to ``size``
 (width, height) and subsampled in time to ``fps``. Frame ``n`` of a source with output rate
 ``fps`` has timestamp ``t = n / fps`` and shows the newest source frame captured at or before
-``t`` (frame-rate subsampling by time, never upsampling).
+``t`` (frame-rate subsampling by time, never upsampling). Source frame ``i`` of a video is
+taken to be captured at ``i / source_fps`` (constant frame rate, the stream's average rate).
 """
 
 from __future__ import annotations
@@ -108,10 +109,8 @@ class VideoSource:
         self.source_frames = n_src or None
 
     def __len__(self) -> int:
-        if self.source_frames is None:
-            if self.max_frames is not None:
-                return self.max_frames  # an upper bound is all the container tells
-            raise TypeError(f"{self.path}: frame count unknown")
+        if self.source_frames is None:  # len() must be exact; callers catch TypeError
+            raise TypeError(f"{self.path}: the container does not record its frame count")
         n = math.ceil(self.source_frames * self.fps / self.source_fps - 1e-9)
         return n if self.max_frames is None else min(n, self.max_frames)
 

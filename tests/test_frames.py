@@ -114,7 +114,7 @@ def test_avi_roundtrip(tmp_path, dashcam):
             c.mux(pkt)
     src = open_source(path)
     got = list(src)
-    assert src.fps == 25.0 and len(got) == 6
+    assert src.fps == 25.0 and len(got) == len(src) == 6
     assert np.abs(got[0].rgb.astype(int) - frames[0].astype(int)).mean() < 12  # lossy codec
 
 
