@@ -72,6 +72,16 @@ def test_mahimahi_every_file_matches_direct_byte_count(shared_data):
         assert tr.bandwidth_at(1.05) == pytest.approx(n * MTU_BYTES * 8 / 1000 / 0.1)
 
 
+def test_mahimahi_tolerates_blank_lines_spaces_and_crlf(tmp_path):
+    plain, messy = tmp_path / "plain.up", tmp_path / "messy.up"
+    plain.write_text("1\n1\n150\n200\n")
+    messy.write_text(" 1\r\n\n1 \r\n150\n\t200\n\n")
+    a, b = import_trace(plain, "mahimahi"), import_trace(messy, "mahimahi")
+    np.testing.assert_array_equal(a.kbps, b.kbps)
+    np.testing.assert_allclose(a.kbps, [240.0, 240.0])  # 2 x 12 kbit per 0.1 s bin
+    assert a.duration == 0.2
+
+
 def test_mahimahi_bin_width_keeps_the_mean(shared_data):
     path = shared_data / "traces" / "lte-mahimahi" / "TMobile-LTE-short.up"
     fine = import_trace(path, "mahimahi", bin_s=0.1)
