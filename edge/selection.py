@@ -13,20 +13,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stac.codec.quant import block_region_index, region_grid_shape
+from stac.codec.quant import expand_levels, region_grid_shape
 
 REGION_SIZE = 6
 
 
 def block_regions(n_by: int, n_bx: int, grid: tuple[int, int], region_size: int,
                   chroma: bool = False) -> np.ndarray:
-    """(n_by, n_bx) row-major region index of every 4x4 block of a (luma or chroma) plane.
-
-    A chroma block belongs to the region of its top-left luma block (the codec's rule).
-    """
-    scale = 2 if chroma else 1
-    ry, rx = block_region_index(n_by * scale, n_bx * scale, region_size, grid)
-    return ry[::scale, None] * grid[1] + rx[None, ::scale]
+    """(n_by, n_bx) row-major region index of every 4x4 block of a (luma or chroma) plane,
+    by the codec's rule (a chroma block belongs to the region of its top-left luma block)."""
+    ids = np.arange(grid[0] * grid[1]).reshape(grid)
+    return expand_levels(ids, n_by, n_bx, region_size, chroma=chroma)
 
 
 def region_gradient_sums(grads: Sequence[np.ndarray], height: int, width: int,

@@ -1,0 +1,154 @@
+"""Residual levels l'' per region (STAC §V-C, Eq. 7, 7a, 7b), vectorised over regions.
+
+A keyframe's regions carry the propagated levels l' (for coding the original frame). For
+the inter/intra residual s'' of each region STAC picks the level l'' of smallest size
+(Eq. 7) such that (7a) its quantisation error stays within that of coding the original
+region at l', and (7b) its size stays below the size V'_r of the original region at l'.
+Where no level qualifies, the region falls back to intra coding of the original at l'.
+
+Both constraints live in the frequency domain (no iDCT in the search): the 7a threshold of
+a region is sum |s' - s'_rec| where s'_rec are the DCT coefficients of the frame
+reconstructed at l' (the residual regenerated from the reconstruction differs from the
+true one by exactly that, the DCT being linear). The search per region starts at its l''
+of the last keyframe and walks up (coarser) while 7a holds, or down until it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from stac.codec.quant import (
+    DEADZONE_INTER,
+    dequantise,
+    expand_levels,
+    quantise,
+    region_grid_shape,
+)
+
+REGION_SIZE = 6
+
+
+def size_bits(coeffs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per-coefficient size model of Eq. 2 / Eq. 7: log2|s / q|, as log2(1 + |s| / q).
+
+    The +1 keeps zero and sub-step coefficients at 0 bits instead of -inf or negative.
+    """
+    return np.log2(1.0 + np.abs(coeffs) / steps)
+
+
+@dataclass
+class ResidualLevels:
+    """The decision per region (rows, cols): `residual` True codes the residual at `levels`;
+    False falls back to intra coding of the original at l' (`levels` then holds l').
+
+    `error`, `threshold`, `size`, `budget` are the 7a and 7b quantities at the chosen l''.
+    """
+
+    levels: np.ndarray
+    residual: np.ndarray
+    search: np.ndarray  # l'' found by the search (also where it fell back): the next start
+    error: np.ndarray
+    threshold: np.ndarray
+    size: np.ndarray
+    budget: np.ndarray
+
+
+class _Flat:
+    """All coefficients of the three planes as flat vectors with region and bin indices."""
+
+    def __init__(self, planes: Sequence[np.ndarray], grid: tuple[int, int], region_size: int):
+        regions, bins, self.shapes = [], [], []
+        for c, p in enumerate(planes):
+            p = np.asarray(p)
+            if p.ndim != 3 or p.shape[2] != 16:
+                raise ValueError(f"coefficient plane {c} must be (nby, nbx, 16), got {p.shape}")
+            self.shapes.append(p.shape)
+            ids = np.arange(grid[0] * grid[1]).reshape(grid)
+            r = expand_levels(ids, p.shape[0], p.shape[1], region_size, chroma=c > 0)
+            regions.append(np.repeat(r.ravel(), 16))
+            bins.append(np.tile(np.arange(16) + 16 * c, r.size))
+        self.region = np.concatenate(regions)
+        self.bin = np.concatenate(bins)
+        self.count = grid[0] * grid[1]
+
+    def vector(self, planes: Sequence[np.ndarray], name: str) -> np.ndarray:
+        if [np.shape(p) for p in planes] != self.shapes:
+            raise ValueError(f"{name} planes {[np.shape(p) for p in planes]} do not match "
+                             f"{self.shapes}")
+        return np.concatenate([np.asarray(p, np.float64).ravel() for p in planes])
+
+    def per_region(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        region = self.region if where is None else self.region[where]
+        return np.bincount(region, weights=values, minlength=self.count)
+
+
+def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.ndarray],
+                    residual: Sequence[np.ndarray], steps: np.ndarray, levels: np.ndarray,
+                    start: np.ndarray | None = None, height: int | None = None,
+                    width: int | None = None, region_size: int = REGION_SIZE,
+                    deadzone: float = DEADZONE_INTER) -> ResidualLevels:
+    """Eq. 7 with 7a and 7b for every region at once.
+
+    original: (Y, Cb, Cr) DCT coefficients s' of the keyframe; reconstructed: those of the
+    keyframe reconstructed after coding it at l' (`levels`); residual: coefficients s'' of
+    the inter/intra residual; steps: table set (L, 3, 16); start: l'' of the last keyframe
+    (default l'). Frame size defaults to the padded luma plane.
+    """
+    steps = np.asarray(steps, np.float64)
+    if steps.ndim != 3 or steps.shape[1:] != (3, 16):
+        raise ValueError(f"a table set is shaped (L, 3, 16), got {steps.shape}")
+    num = steps.shape[0]
+    nby, nbx = np.shape(original[0])[:2]
+    height = 4 * nby if height is None else height
+    width = 4 * nbx if width is None else width
+    grid = region_grid_shape(height, width, region_size)
+    levels = np.asarray(levels)
+    if levels.shape != grid or levels.min() < 0 or levels.max() >= num:
+        raise ValueError(f"levels l' must be {grid} in [0, {num - 1}], got {levels.shape}")
+    start = levels if start is None else np.asarray(start)
+    if start.shape != grid:
+        raise ValueError(f"start levels {start.shape} do not match the region grid {grid}")
+    flat = _Flat(original, grid, region_size)
+    s = flat.vector(original, "original")
+    rec = flat.vector(reconstructed, "reconstructed")
+    res = flat.vector(residual, "residual")
+    table = steps.reshape(num, 48)
+    lp = levels.ravel().astype(np.int64)
+
+    threshold = flat.per_region(np.abs(s - rec))  # 7a right-hand side
+    budget = flat.per_region(size_bits(s, table[lp[flat.region], flat.bin]))  # V'_r (7b)
+
+    def error(level: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """sum |s'' - deq(quant(s''))| per region at the given per-region levels (7a lhs)."""
+        where = None if active is None else active[flat.region]
+        r = res if where is None else res[where]
+        reg = flat.region if where is None else flat.region[where]
+        b = flat.bin if where is None else flat.bin[where]
+        q = table[level[reg], b]
+        return flat.per_region(np.abs(r - dequantise(quantise(r, q, deadzone), q)), where)
+
+    level = np.clip(start.ravel().astype(np.int64), 0, num - 1)
+    ok = error(level) <= threshold
+    up = ok & (level < num - 1)
+    while up.any():  # walk coarser while 7a holds: smaller size (Eq. 7)
+        good = up & (error(level + up, up) <= threshold)
+        level += good
+        up = good & (level < num - 1)
+    down = ~ok & (level > 0)
+    while down.any():  # walk finer until 7a holds
+        level -= down
+        found = down & (error(level, down) <= threshold)
+        ok |= found
+        down &= ~found & (level > 0)
+    err = error(level)
+    size = flat.per_region(size_bits(res, table[level[flat.region], flat.bin]))
+    use = ok & (size <= budget)
+    out = np.where(use, level, lp)
+    shape = grid
+    return ResidualLevels(levels=out.reshape(shape).astype(np.int16),
+                          residual=use.reshape(shape), search=level.reshape(shape).astype(np.int16),
+                          error=err.reshape(shape), threshold=threshold.reshape(shape),
+                          size=size.reshape(shape), budget=budget.reshape(shape))

@@ -1,0 +1,149 @@
+"""Residual levels (STAC §V-C, Eq. 7, 7a, 7b) on real CamVid frames."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from device.flow import DISFlow, FlowConfig, pixel_grid, to_grey
+from device.residual import residual_levels, size_bits
+from stac.codec.quant import DEADZONE_INTER, DEADZONE_INTRA, default_tables, dequantise, quantise
+from stac.codec.transform import rgb_to_coeffs
+
+H, W, R = 96, 120, 6  # 4 x 5 regions
+
+
+@pytest.fixture(scope="module")
+def frames(shared_data):
+    paths = sorted((shared_data / "camvid" / "val").glob("0016E5_*.png"))[10:12]
+    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)[200:200 + H, 100:100 + W]
+           for p in paths]
+    return [np.ascontiguousarray(f) for f in rgb]
+
+
+def region_masks(shapes, grid):
+    """Brute-force membership: for each region, a boolean mask per plane."""
+    masks = {}
+    for rr in range(grid[0]):
+        for rc in range(grid[1]):
+            per_plane = []
+            for c, (nby, nbx, _) in enumerate(shapes):
+                scale = 2 if c else 1
+                m = np.zeros((nby, nbx, 16), bool)
+                for by in range(nby):
+                    for bx in range(nbx):
+                        ry = min(by * scale // R, grid[0] - 1)
+                        rx = min(bx * scale // R, grid[1] - 1)
+                        m[by, bx] = (ry, rx) == (rr, rc)
+                per_plane.append(m)
+            masks[rr, rc] = per_plane
+    return masks
+
+
+def reference(original, rec, res, steps, lp, start):
+    """Per-region loops: 7a/7b quantities for every level and the up/down search."""
+    grid = lp.shape
+    masks = region_masks([p.shape for p in original], grid)
+    out = {}
+    for (rr, rc), m in masks.items():
+        def q_at(level, c):
+            return np.broadcast_to(steps[level, c], original[c].shape)
+
+        def err(level, m=m):
+            return sum(np.abs(r - dequantise(quantise(r, q_at(level, c), DEADZONE_INTER),
+                                             q_at(level, c)))[m[c]].sum()
+                       for c, r in enumerate(res))
+
+        thr = sum(np.abs(original[c] - rec[c])[m[c]].sum() for c in range(3))
+        budget = sum(size_bits(original[c], q_at(lp[rr, rc], c))[m[c]].sum() for c in range(3))
+        level = int(start[rr, rc])
+        if err(level) <= thr:
+            ok = True
+            while level + 1 < steps.shape[0] and err(level + 1) <= thr:
+                level += 1
+        else:
+            ok = False
+            while level > 0 and not ok:
+                level -= 1
+                ok = err(level) <= thr
+        size = sum(size_bits(res[c], q_at(level, c))[m[c]].sum() for c in range(3))
+        out[rr, rc] = (level, ok and size <= budget, err(level), thr, size, budget)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_eq7_selection_respects_7a_and_7b_on_every_region(frames, seed):
+    rng = np.random.default_rng(seed)
+    steps = default_tables().steps
+    cur, prev = (rgb_to_coeffs(f) for f in frames)
+    grid = (4, 5)
+    lp = rng.integers(8, 40, size=grid)
+    start = rng.integers(0, 52, size=grid)
+    prediction = [p.copy() for p in prev]
+    prediction[0][:6, :6] += rng.normal(0, 400, prediction[0][:6, :6].shape)  # a bad prediction
+    res = [c - p for c, p in zip(cur, prediction, strict=True)]
+    q = [steps[np.repeat(np.repeat(lp, R, 0), R, 1)[:24:s, :30:s], c] for c, s in
+         zip(range(3), (1, 2, 2), strict=True)]
+    rec = [dequantise(quantise(cur[c], q[c], DEADZONE_INTRA), q[c]) for c in range(3)]
+    out = residual_levels(cur, rec, res, steps, lp, start=start, height=H, width=W)
+    assert out.levels.shape == grid and out.residual.dtype == bool
+    ref = reference(cur, rec, res, steps, lp, start)
+    for (rr, rc), (level, use, err, thr, size, budget) in ref.items():
+        assert out.search[rr, rc] == level
+        assert out.residual[rr, rc] == use
+        assert out.levels[rr, rc] == (level if use else lp[rr, rc])
+        np.testing.assert_allclose([out.error[rr, rc], out.threshold[rr, rc], out.size[rr, rc],
+                                    out.budget[rr, rc]], [err, thr, size, budget], rtol=1e-9)
+    # 7a and 7b hold on every region that codes its residual
+    chosen = out.residual
+    assert np.all(out.error[chosen] <= out.threshold[chosen])
+    assert np.all(out.size[chosen] <= out.budget[chosen])
+    assert 3 <= chosen.sum() <= 17  # both branches occur with a zero-motion prediction
+    assert not chosen[0, 0]  # the region with the broken prediction falls back to intra at l'
+
+
+def test_motion_compensated_prediction_makes_most_regions_residual(frames):
+    flow = DISFlow(FlowConfig(preset="medium", finest_scale=0)).backward(
+        to_grey(frames[1]), to_grey(frames[0]))
+    warped = cv2.remap(frames[0], pixel_grid(H, W) + flow, None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    steps = default_tables().steps
+    cur, still, moved = rgb_to_coeffs(frames[1]), rgb_to_coeffs(frames[0]), rgb_to_coeffs(warped)
+    lp = np.full((4, 5), 28)
+    rec = [dequantise(quantise(cur[c], steps[28, c], DEADZONE_INTRA), steps[28, c])
+           for c in range(3)]
+    plain = residual_levels(cur, rec, [a - b for a, b in zip(cur, still, strict=True)], steps,
+                            lp, height=H, width=W)
+    compensated = residual_levels(cur, rec, [a - b for a, b in zip(cur, moved, strict=True)],
+                                  steps, lp, height=H, width=W)
+    assert compensated.residual.sum() > plain.residual.sum()
+    assert compensated.residual.sum() >= 12
+    chosen = compensated.residual
+    assert np.all(compensated.error[chosen] <= compensated.threshold[chosen])
+    assert np.all(compensated.size[chosen] <= compensated.budget[chosen])
+
+
+def test_static_regions_go_to_the_coarsest_level(frames):
+    steps = default_tables().steps
+    cur = rgb_to_coeffs(frames[0])
+    lp = np.full((4, 5), 20)
+    q = [steps[20, c] for c in range(3)]
+    rec = [dequantise(quantise(cur[c], q[c], DEADZONE_INTRA), q[c]) for c in range(3)]
+    zero = [np.zeros_like(c) for c in cur]  # perfect prediction: nothing to code
+    out = residual_levels(cur, rec, zero, steps, lp, height=H, width=W)
+    assert np.all(out.residual) and np.all(out.levels == 51) and np.all(out.size == 0)
+    # Lossless original coding leaves no error budget: only an exact residual qualifies.
+    noisy = [c + 1.0 for c in cur]
+    lossless = residual_levels(cur, cur, noisy, steps, lp, height=H, width=W)
+    assert not lossless.residual.any() and np.all(lossless.levels == 20)
+
+
+def test_bad_input(frames):
+    cur = rgb_to_coeffs(frames[0])
+    steps = default_tables().steps
+    with pytest.raises(ValueError, match="levels l'"):
+        residual_levels(cur, cur, cur, steps, np.full((3, 5), 1), height=H, width=W)
+    with pytest.raises(ValueError, match="do not match"):
+        residual_levels(cur, cur, [c[:-1] for c in cur], steps, np.full((4, 5), 1), height=H,
+                        width=W)
