@@ -1,0 +1,527 @@
+"""`stac-device stream`: the device as a real process streaming to an edge over TCP.
+
+The camera clock runs in wall time (frame n is captured at stream time n / fps); the
+scheme's DeviceAgent runs on one device thread (its calls one at a time, as the simulator's
+device resource); keyframes go out on an uplink paced to the bandwidth trace plus a one-way
+delay (`stac.emu.link`), and what is not fully sent when a new configuration starts is
+discarded (STAC §VII). While the edge is unreachable the device keeps showing its
+propagated / last results, reconnects with exponential backoff and records the outage.
+Outputs are the simulator's (`stac.results.RunWriter`), written row by row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.models.registry import ModelError
+from stac import protocol
+from stac.commands.run import _size
+from stac.emu.build import _video_seconds, build_stream
+from stac.emu.link import Downlink, Entry, StreamClock, Uplink
+from stac.frames import Frame, FrameError
+from stac.protocol import Config, ErrorCode
+from stac.schemes import DEFAULT_MODEL, DEFAULT_SCHEME
+from stac.sim.harness import FrameRecord, RunSink, SecondRecord
+from stac.sim.runner import RunOptions
+from stac.traces import Trace, TraceError
+
+log = logging.getLogger("stac.device")
+
+
+class EdgeRefused(RuntimeError):
+    """The edge refused this device for good (wrong token, unknown scheme, bad config)."""
+
+
+FATAL = {ErrorCode.UNAUTHORIZED, ErrorCode.UNKNOWN_SCHEME, ErrorCode.MALFORMED,
+         ErrorCode.BAD_VERSION}
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """The emulated network beyond the trace (same meaning as `stac.sim.harness.LinkConfig`)."""
+
+    delay_s: float = 0.02
+    downlink_delay_s: float | None = None
+    downlink_kbps: float | None = None
+
+
+@dataclass(frozen=True)
+class Outage:
+    """An interval (stream seconds) without a working connection to the edge."""
+
+    start_s: float
+    end_s: float
+    reason: str
+
+
+@dataclass
+class DeviceResult:
+    """Totals of one emulated stream."""
+
+    frames: int
+    keyframes: int
+    dropped: int
+    delivered: int
+    feedbacks: int
+    outages: list[Outage]
+    wall_s: float
+    released: list[tuple[float, int]] = field(repr=False, default_factory=list)
+    records: list[FrameRecord] = field(repr=False, default_factory=list)
+
+
+class DeviceClient:
+    """One device stream: camera, agent, paced uplink, connection to the edge."""
+
+    def __init__(self, agent, start: Config, scheme: str, scheme_config: dict[str, Any],
+                 edge: tuple[str, int], trace: Trace, evaluate, sink: RunSink,
+                 link: LinkOptions | None = None, device_id: str = "device-0", token: str = "",
+                 backoff: tuple[float, float] = (0.1, 2.0)) -> None:
+        self.agent = agent
+        self.config = start
+        self.history: list[tuple[float, Config]] = [(0.0, start)]
+        self.scheme = scheme
+        self.scheme_config = scheme_config
+        self.edge = edge
+        self.trace = trace
+        self.evaluate = evaluate
+        self.sink = sink
+        self.link = link or LinkOptions()
+        self.device_id = device_id
+        self.token = token
+        self.backoff = backoff
+        self.records: dict[int, FrameRecord] = {}
+        self.bits_sent: dict[int, float] = {}
+        self.outages: list[Outage] = []
+        self.feedbacks = 0
+        self.epoch = 0
+        self.refused: str | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._down_since: float | None = None
+        self._down_reason = "not connected"
+        self._camera_started = False
+        self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
+        self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _on_device(self, fn):
+        """Run an agent call on the device thread (one call at a time, FIFO)."""
+        return await asyncio.get_running_loop().run_in_executor(self._device, fn)
+
+    async def _write(self, data: bytes) -> bool:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(data)
+        return True
+
+    def _send_now(self, msg: protocol.Message) -> None:
+        """Control messages of the configuration step go straight out (as in the simulator,
+        where the step is instantaneous); keyframes go through the paced uplink."""
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(protocol.encode(msg))
+
+    # ------------------------------------------------------------------ connection
+
+    async def _connect_once(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.edge), 5.0)
+        try:
+            await protocol.write_message(writer, protocol.Hello(
+                device_id=self.device_id, scheme=self.scheme, config=self.scheme_config,
+                token=self.token))
+            answer = await protocol.read_message(reader, timeout=5.0, idle_timeout=30.0)
+        except BaseException:
+            writer.close()
+            raise
+        if isinstance(answer, protocol.Error):
+            writer.close()
+            code = ErrorCode(answer.code) if answer.code in ErrorCode._value2member_map_ else None
+            if code in FATAL:
+                raise EdgeRefused(f"edge refused the device: {code.name}: {answer.text}")
+            raise ConnectionError(f"edge answered ERROR {answer.code}: {answer.text}")
+        if not isinstance(answer, protocol.Hello):
+            writer.close()
+            raise ConnectionError(f"edge answered {type(answer).__name__} instead of HELLO")
+        return reader, writer
+
+    def _mark_down(self, reason: str) -> None:
+        if self._down_since is None:
+            self._down_since = self.clock.now()
+        self._down_reason = reason
+
+    def _mark_up(self) -> None:
+        if self._down_since is not None and self._camera_started:
+            now = self.clock.now()
+            self.outages.append(Outage(max(0.0, self._down_since), now, self._down_reason))
+            log.warning("edge reachable again after %.2f s", now - self._down_since)
+        self._down_since = None
+
+    async def _connection(self, connected: asyncio.Event, finished: asyncio.Event) -> None:
+        """Keep a connection to the edge; record every interval without one."""
+        delay = self.backoff[0]
+        while not finished.is_set():
+            try:
+                reader, writer = await self._connect_once()
+            except EdgeRefused as exc:
+                self.refused = str(exc)
+                log.error("%s", exc)
+                connected.set()  # release the camera wait; the run ends without an edge
+                return
+            except (OSError, asyncio.TimeoutError, protocol.ProtocolError) as exc:
+                self._mark_down(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            self._mark_up()
+            delay = self.backoff[0]
+            self._writer = writer
+            connected.set()
+            reason = await self._receive(reader)
+            self._writer = None
+            writer.close()
+            for entry in self.uplink.reset():
+                log.debug("keyframe %s lost with the connection", entry.meta)
+            if not finished.is_set():
+                self._mark_down(reason)
+                log.warning("connection to the edge lost (%s); reconnecting", reason)
+
+    async def _receive(self, reader: asyncio.StreamReader) -> str:
+        """Read the edge's messages into the downlink until the connection ends."""
+        try:
+            while True:
+                msg = await protocol.read_message(reader, timeout=5.0)
+                if msg is None:
+                    return "edge closed the connection"
+                if isinstance(msg, (protocol.Feedback, protocol.Config)):
+                    self.downlink.receive(msg, len(protocol.encode(msg)))
+                elif isinstance(msg, protocol.Error):
+                    return f"edge sent ERROR {msg.code}: {msg.text}"
+                elif isinstance(msg, protocol.Bye):
+                    return f"edge said bye ({msg.reason})"
+                else:
+                    return f"unexpected {type(msg).__name__} from the edge"
+        except (OSError, protocol.ProtocolError, asyncio.IncompleteReadError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    # ------------------------------------------------------------------ downlink, config
+
+    async def _deliver(self, msg: protocol.Message) -> None:
+        if isinstance(msg, protocol.Feedback):
+            await self._on_device(lambda: self.agent.on_feedback(msg))
+            self.feedbacks += 1
+        elif isinstance(msg, protocol.Config):
+            wait = msg.t_effective - self.clock.now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._apply(msg)
+
+    async def _apply(self, config: Config) -> None:
+        """A new configuration starts: discard what is not fully sent (§VII), then adopt it."""
+        self.epoch += 1
+        self.uplink.discard()
+        await self._on_device(lambda: self.agent.on_config(config))
+        self.config = config
+        self.history.append((self.clock.now(), config))
+
+    def _config_at(self, t: float) -> Config:
+        current = self.history[0][1]
+        for start, config in self.history:
+            if start > t + 1e-9:
+                break
+            current = config
+        return current
+
+    # ------------------------------------------------------------------ uplink callbacks
+
+    def _on_arrival(self, entry: Entry) -> None:
+        rec = entry.meta
+        if rec is not None:
+            rec.t_arrived = entry.t_arrived
+            rec.done = True
+            self.sink.frame(rec)
+
+    def _on_drop(self, entry: Entry) -> None:
+        rec = entry.meta
+        if rec is not None and not rec.done:
+            rec.dropped = True
+            rec.done = True
+            self.sink.frame(rec)
+
+    # ------------------------------------------------------------------ camera, seconds
+
+    async def _frame(self, frame: Frame) -> None:
+        rec = FrameRecord(frame=frame.index, t_capture=frame.t, B=self.config.B,
+                          fps=self.config.fps)
+        self.records[frame.index] = rec
+        epoch = self.epoch
+        out = await self._on_device(
+            lambda: self.agent.on_frame(frame.index, frame.t, frame.rgb))
+        now = self.clock.now()
+        rec.pa, rec.miou = await asyncio.get_running_loop().run_in_executor(
+            self._books, self.evaluate, frame, out.segmentation)
+        if out.segmentation is not None and out.result_index is not None:
+            rec.result_age_frames = float(frame.index - out.result_index)
+            source = frame.index if out.propagated else out.result_index
+            rec.delay_s = now - self.records[source].t_capture
+        if out.keyframe is None:
+            rec.done = True
+        else:
+            rec.keyframe = True
+            rec.bytes = len(out.keyframe.payload)
+            rec.t_sent = now
+            second = int(math.floor(now + 1e-9))
+            self.bits_sent[second] = self.bits_sent.get(second, 0.0) + 8 * rec.bytes
+            if epoch != self.epoch or self._writer is None:  # stale configuration, or no edge
+                rec.dropped = True
+                rec.done = True
+            else:
+                self.uplink.send(out.keyframe, meta=rec)
+        self.sink.frame(rec)
+
+    async def _camera(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            await self.clock.sleep_until(frame.t)
+            await self._frame(frame)
+
+    def _emit_second(self, second: int, span: float, content: protocol.Content | None) -> None:
+        bw = float(self.trace.bits_between(second, second + span)) / 1000.0 / span
+        config = self._config_at(second)
+        self.sink.second(SecondRecord(
+            second=second, span_s=span,
+            bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000.0 / span,
+            bandwidth_kbps=bw, B=config.B, fps=config.fps,
+            c=content.c if content is not None else math.nan,
+            d=content.d if content is not None else math.nan))
+
+    async def _seconds(self, video_s: float) -> None:
+        """Once per second (STAC §VI): content and uplink account to the edge's tuner."""
+        second = 0
+        while second + 1 <= video_s + 1e-9:
+            await self.clock.sleep_until(second + 1)
+            content = await self._on_device(lambda s=second: self.agent.content(s))
+            self._emit_second(second, 1.0, content)
+            # the estimated bandwidth for the next second is the trace's real one (§VIII-C)
+            bandwidth_next = float(self.trace.bits_between(second + 1, second + 2)) / 1000.0
+            if content is not None:
+                self._send_now(content)
+            self._send_now(protocol.Report(second=second,
+                                           bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000,
+                                           bandwidth_kbps=bandwidth_next))
+            second += 1
+        self._seconds_done = second
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, frames: list[Frame], connect_timeout: float = 10.0) -> DeviceResult:
+        """Stream `frames` in wall time; returns when every frame has been shown."""
+        self.clock = StreamClock()
+        self.uplink = Uplink(self.trace, self.link.delay_s, self.clock, self._write,
+                             self._on_arrival, self._on_drop)
+        down_delay = self.link.delay_s if self.link.downlink_delay_s is None \
+            else self.link.downlink_delay_s
+        self.downlink = Downlink(down_delay, self.link.downlink_kbps, self.clock, self._deliver)
+        connected, finished = asyncio.Event(), asyncio.Event()
+        conn = asyncio.create_task(self._connection(connected, finished))
+        try:
+            await asyncio.wait_for(connected.wait(), connect_timeout)
+        except asyncio.TimeoutError:
+            log.warning("edge %s:%s not reachable; streaming without it", *self.edge)
+        if self.refused:
+            await asyncio.gather(conn, return_exceptions=True)
+            raise EdgeRefused(self.refused)
+        wall0 = time.monotonic()
+        self.clock.t0 = wall0  # the camera starts now: stream time 0
+        self._camera_started = True
+        if self._down_since is not None:
+            self._down_since = 0.0
+        video_s = _video_seconds(frames)
+        self._seconds_done = 0
+        tasks = [asyncio.create_task(t) for t in (self.uplink.run(), self.downlink.run())]
+        seconds = asyncio.create_task(self._seconds(video_s))
+        try:
+            await self._camera(frames)
+            await self.clock.sleep_until(video_s)
+        finally:
+            finished.set()
+            seconds.cancel()
+            await asyncio.gather(seconds, return_exceptions=True)
+            for second in range(self._seconds_done, math.ceil(video_s - 1e-9)):
+                content = await self._on_device(lambda s=second: self.agent.content(s))
+                self._emit_second(second, min(1.0, video_s - second), content)
+            if self._down_since is not None:  # still without an edge at the end
+                self.outages.append(Outage(self._down_since, self.clock.now(),
+                                           self._down_reason))
+            if self._writer is not None:
+                self._send_now(protocol.Bye(reason="stream ended"))
+                try:
+                    await asyncio.wait_for(self._writer.drain(), 1.0)
+                except (OSError, asyncio.TimeoutError):
+                    pass
+                self._writer.close()
+            conn.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(conn, *tasks, return_exceptions=True)
+            for rec in self.records.values():
+                if not rec.done:  # still queued or in flight when the video ended
+                    rec.done = True
+                    self.sink.frame(rec)
+            self._device.shutdown(wait=True)
+            self._books.shutdown(wait=True)
+        recs = [self.records[i] for i in sorted(self.records)]
+        return DeviceResult(
+            frames=len(recs), keyframes=sum(r.keyframe for r in recs),
+            dropped=sum(r.dropped for r in recs),
+            delivered=sum(not math.isnan(r.t_arrived) for r in recs),
+            feedbacks=self.feedbacks, outages=list(self.outages),
+            wall_s=time.monotonic() - wall0, released=list(self.uplink.released), records=recs)
+
+
+def parse_edge(text: str) -> tuple[str, int]:
+    """HOST:PORT -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stac-device", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("stream", help="stream a video to an edge over a trace-paced uplink")
+    p.add_argument("--edge", required=True, type=parse_edge, help="edge address HOST:PORT")
+    p.add_argument("--out", required=True, type=Path, help="output folder (simulator schema)")
+    add_stream_arguments(p)
+    p.add_argument("--device-id", default="device-0")
+    p.add_argument("--token", default="", help="the edge's secret, if it has one")
+    p.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def add_stream_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by `stac-device stream` and `stac-sim emulate`."""
+    p.add_argument("--trace", required=True, type=Path, help="bandwidth trace CSV")
+    p.add_argument("--video", default="default",
+                   help="video file, image/CamVid folder or 'default' (bikes.mp4)")
+    p.add_argument("--scheme", default=DEFAULT_SCHEME)
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="model (shipped name, checkpoint or 'untrained:NAME'); the device "
+                        "scores against it, the edge must serve the same one")
+    p.add_argument("--size", type=_size, default=None, help="frame size WxH (default: video)")
+    p.add_argument("--source-fps", type=float, default=None, help="camera rate (default: video)")
+    p.add_argument("--fps", type=float, default=10.0, help="starting keyframe rate")
+    p.add_argument("--qp", type=int, default=30, help="x264 QP (h264 scheme)")
+    p.add_argument("--quality", type=int, default=50, help="JPEG quality (jpeg scheme)")
+    p.add_argument("--B", type=float, default=math.nan, help="STAC loss bound B")
+    p.add_argument("--duration", type=float, default=None, help="stream only this many seconds")
+    p.add_argument("--delay-ms", type=float, default=20.0, help="uplink one-way delay")
+    p.add_argument("--downlink-delay-ms", type=float, default=None,
+                   help="feedback one-way delay (default: --delay-ms)")
+    p.add_argument("--downlink-kbps", type=float, default=None,
+                   help="feedback link rate (default: size adds no time)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the GT cache")
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The simulator's RunOptions for the same command-line arguments."""
+    return RunOptions(
+        trace=str(args.trace), out=str(args.out), video=args.video, scheme=args.scheme,
+        model=args.model, duration=args.duration, fps=args.fps, source_fps=args.source_fps,
+        size=args.size, qp=args.qp, quality=args.quality, B=args.B, seed=args.seed,
+        delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
+        downlink_kbps=args.downlink_kbps, use_cache=not args.no_cache)
+
+
+def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
+           token: str = "") -> dict[str, Any]:
+    """Run one device stream; writes the simulator's outputs into `options.out` (row by row)
+    plus outages.csv, and returns the summary."""
+    from stac.results import RunWriter, plot_timeline, write_summary
+
+    setup = build_stream(options)
+    out = Path(options.out)
+    writer = RunWriter(out)
+    link = LinkOptions(delay_s=options.delay_ms / 1000.0,
+                       downlink_delay_s=None if options.downlink_delay_ms is None
+                       else options.downlink_delay_ms / 1000.0,
+                       downlink_kbps=options.downlink_kbps)
+    client = DeviceClient(setup.agent, setup.start, options.scheme, setup.scheme_config, edge,
+                          setup.trace, setup.evaluate, writer, link=link, device_id=device_id,
+                          token=token)
+    try:
+        result = asyncio.run(client.run(setup.frames))
+    finally:
+        writer.close()
+        _write_outages(out, client.outages)
+    meta = dict(setup.meta)
+    meta.update({"driver": "emulator", "device_id": device_id, "edge": f"{edge[0]}:{edge[1]}",
+                 "wall_s": result.wall_s, "feedbacks": result.feedbacks,
+                 "outages": [vars(o) for o in result.outages],
+                 "outage_s": sum(o.end_s - o.start_s for o in result.outages),
+                 "uplink_released": _released_stats(result.released, setup.trace,
+                                                    link.delay_s)})
+    summary = write_summary(out, meta)
+    plot_timeline(out, title=f"{options.scheme} (emulated) on {setup.trace.name}")
+    return summary
+
+
+def _released_stats(released: list[tuple[float, int]], trace: Trace,
+                    delay_s: float) -> dict[str, Any]:
+    """Bytes the uplink put on the socket: the largest 1 s window vs the trace's capacity
+    over the same window shifted back by the propagation delay."""
+    if not released:
+        return {"bytes": 0, "max_window_ratio": None}
+    t = np.array([r[0] for r in released])
+    b = np.cumsum([r[1] for r in released])
+    ratios = []
+    for i, start in enumerate(t):  # windows [start, start + 1) opening at each release
+        j = int(np.searchsorted(t, start + 1.0, side="left")) - 1
+        sent = 8 * (b[j] - (b[i - 1] if i else 0))
+        t0 = max(0.0, start - delay_s - 1e-3)
+        cap = float(trace.bits_between(t0, t0 + 1.0))
+        if cap > 0:
+            ratios.append(sent / cap)
+    return {"bytes": int(b[-1]), "max_window_ratio": max(ratios) if ratios else None}
+
+
+def _write_outages(out: Path, outages: list[Outage]) -> None:
+    lines = ["start_s,end_s,reason"] + [
+        f"{o.start_s:.6f},{o.end_s:.6f},\"{o.reason.replace(chr(34), chr(39))}\""
+        for o in outages]
+    (out / "outages.csv").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        summary = stream(run_options(args), args.edge, args.device_id, args.token)
+    except EdgeRefused as exc:
+        print(f"stac-device: {exc}", file=sys.stderr)
+        return 3
+    except (ModelError, TraceError, FrameError, ValueError, OSError) as exc:
+        print(f"stac-device: {exc}", file=sys.stderr)
+        return 2
+    fs = summary["frame_stats"]
+    print(f"stac-device {args.device_id}: {summary['frames']} frames, "
+          f"{summary['keyframes']} keyframes ({summary['dropped']} dropped), "
+          f"delay p50 {fs['delay_s']['p50']} s, mIoU {fs['miou']['mean']}, "
+          f"outage {summary['outage_s']:.2f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
