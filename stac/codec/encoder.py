@@ -1,0 +1,200 @@
+"""The codec's encoder (STAC §VII): RGB frames + per-region table levels -> real bytes.
+
+`Encoder.encode(rgb, levels)` codes one frame against the previous reconstruction (or as an
+intra frame), returns the bytes, the reconstruction a decoder will produce and statistics
+per region (real bits, the paper's size model V_r of Eq. 7, squared error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stac.codec import core
+from stac.codec.bitstream import MAX_DIM, MAX_REGION, FrameHeader
+from stac.codec.color import psnr, rgb_to_ycbcr420, ycbcr420_to_rgb
+from stac.codec.layout import FrameLayout
+from stac.codec.quant import TableSet, check_level_map, default_tables, region_sum
+from stac.codec.rangecoder import (
+    COST_TABLE,
+    E_OVERFLOW,
+    E_POS,
+    enc_flush,
+    new_contexts,
+    new_encoder_state,
+)
+from stac.codec.syntax import N_CONTEXTS, enc_level_map
+
+
+@dataclass
+class FrameStats:
+    """What the encoder measured on one frame; region arrays have the level map's shape."""
+
+    intra: bool
+    n_bytes: int
+    level_map: np.ndarray
+    region_bits: np.ndarray  # real bits spent per region (range-coder positions)
+    region_size_model: np.ndarray  # sum log2(|s|/q) of the coded coefficients (V_r, Eq. 7)
+    region_sse: np.ndarray  # luma squared error source vs reconstruction
+    mb_modes: dict[str, int] = field(default_factory=dict)
+    psnr_y: float = 0.0
+
+
+@dataclass
+class EncodedFrame:
+    data: bytes
+    reconstruction: np.ndarray  # RGB uint8 (H, W, 3), bit-exact with the decoder's output
+    stats: FrameStats
+
+
+class Encoder:
+    """Stateful encoder of one stream (IPPP...; the reference is the last reconstruction).
+
+    `tables` is a `TableSet` (default: the 52-level H.264 QP ladder, `default_tables()`);
+    a non-default set travels embedded in intra frames and whenever it changes.
+    `search_range` bounds integer motion search (pixels around the MV predictor); `subpel`
+    enables half/quarter-pel refinement.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        tables: TableSet | None = None,
+        region_size: int = 6,
+        search_range: int = 16,
+        subpel: bool = True,
+    ) -> None:
+        if not (1 <= width <= MAX_DIM and 1 <= height <= MAX_DIM):
+            raise ValueError(f"frame size {width}x{height} outside 1..{MAX_DIM}")
+        if not 1 <= region_size <= MAX_REGION:
+            raise ValueError(f"region_size must be in 1..{MAX_REGION}, got {region_size}")
+        if search_range < 0:
+            raise ValueError(f"search_range must be >= 0, got {search_range}")
+        self.layout = FrameLayout(int(width), int(height), int(region_size))
+        self.tables = tables if tables is not None else default_tables()
+        self.search_range = int(search_range)
+        self.subpel = bool(subpel)
+        self._default_id = default_tables().table_id
+        self._ref: tuple[np.ndarray, np.ndarray] | None = None
+        self._frame_number = 0
+        self._last_table_id: int | None = None
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Shape of the region-level map `encode` expects."""
+        return self.layout.grid
+
+    def reset(self) -> None:
+        """Forget the reference: the next frame is coded intra."""
+        self._ref = None
+
+    def set_tables(self, tables: TableSet) -> None:
+        self.tables = tables
+
+    def _level_map(self, levels) -> np.ndarray:
+        if np.ndim(levels) == 0:
+            levels = np.full(self.grid, int(levels), dtype=np.int64)
+        return check_level_map(levels, self.grid, self.tables.levels)
+
+    def encode(self, rgb: np.ndarray, levels, intra: bool = False) -> EncodedFrame:
+        """Encode an RGB uint8 frame with one table level per region (or one for all)."""
+        rgb = np.asarray(rgb)
+        expected = (self.layout.height, self.layout.width, 3)
+        if rgb.shape != expected or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 frame {expected}, got {rgb.shape} {rgb.dtype}")
+        return self.encode_planes(*rgb_to_ycbcr420(rgb), levels=levels, intra=intra)
+
+    def encode_planes(self, y, cb, cr, levels, intra: bool = False) -> EncodedFrame:
+        """Encode 4:2:0 uint8 planes (the frame's size, chroma ceil(H/2) x ceil(W/2))."""
+        lay = self.layout
+        level_map = self._level_map(levels)
+        intra = intra or self._ref is None
+        src_y, src_c = lay.pad_planes(y, cb, cr)
+        steps_y, steps_c = lay.step_arrays(self.tables, level_map)
+        lam = lay.lambdas(steps_y)
+        ph, pw = lay.padded
+        ref_y, ref_c = self._ref if not intra else (src_y, src_c)
+        table_id = self.tables.table_id
+        embed = table_id != self._default_id and (intra or table_id != self._last_table_id)
+        number = self._frame_number & 0xFFFF
+        ref_number = number if intra else (self._frame_number - 1) & 0xFFFF
+        header = FrameHeader(
+            intra,
+            lay.width,
+            lay.height,
+            lay.region_size,
+            self.tables.levels,
+            table_id,
+            number,
+            ref_number,
+            self.tables if embed else None,
+        )
+        capacity = 2 * ph * pw + 4096
+        while True:
+            es = new_encoder_state()
+            out = np.zeros(capacity, dtype=np.uint8)
+            probs = new_contexts(N_CONTEXTS)
+            rec_y = np.zeros_like(src_y)
+            rec_c = np.zeros_like(src_c)
+            bits_blk = np.zeros((ph // 4, pw // 4))
+            size_blk = np.zeros((ph // 4, pw // 4))
+            mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
+            enc_level_map(es, out, probs, level_map)
+            core.encode_mbs(
+                es,
+                out,
+                probs,
+                COST_TABLE,
+                src_y,
+                src_c,
+                ref_y,
+                ref_c,
+                rec_y,
+                rec_c,
+                steps_y,
+                steps_c,
+                lam,
+                intra,
+                self.search_range,
+                self.subpel,
+                bits_blk,
+                size_blk,
+                mbtype,
+            )
+            enc_flush(es, out)
+            if not es[E_OVERFLOW]:
+                break
+            capacity *= 4
+        data = header.pack() + out[: es[E_POS]].tobytes()
+        self._ref = (rec_y, rec_c)
+        self._frame_number += 1
+        self._last_table_id = table_id
+        y_rec, cb_rec, cr_rec = lay.crop_planes(rec_y, rec_c)
+        recon = ycbcr420_to_rgb(y_rec, cb_rec, cr_rec)
+        nby, nbx = -(-lay.height // 4), -(-lay.width // 4)
+        err = (y_rec.astype(np.float64) - np.asarray(y, dtype=np.float64)) ** 2
+        sse_blk = np.pad(err, ((0, -lay.height % 4), (0, -lay.width % 4)))
+        sse_blk = sse_blk.reshape(nby, 4, nbx, 4).sum(axis=(1, 3))
+        modes = np.bincount(mbtype.ravel(), minlength=3)
+        stats = FrameStats(
+            intra=intra,
+            n_bytes=len(data),
+            level_map=level_map,
+            region_bits=region_sum(_fold_padding(bits_blk, nby, nbx), lay.region_size, lay.grid),
+            region_size_model=region_sum(size_blk[:nby, :nbx], lay.region_size, lay.grid),
+            region_sse=region_sum(sse_blk, lay.region_size, lay.grid),
+            mb_modes={"intra": int(modes[0]), "inter": int(modes[1]), "skip": int(modes[2])},
+            psnr_y=psnr(y_rec, np.asarray(y)),
+        )
+        return EncodedFrame(data, recon, stats)
+
+
+def _fold_padding(bits_blk: np.ndarray, nby: int, nbx: int) -> np.ndarray:
+    """Per-block bits of the frame, the bits of padding blocks added to the border blocks."""
+    out = bits_blk[:nby, :nbx].copy()
+    out[-1, :] += bits_blk[nby:, :nbx].sum(axis=0)
+    out[:, -1] += bits_blk[:nby, nbx:].sum(axis=1)
+    out[-1, -1] += bits_blk[nby:, nbx:].sum()
+    return out
