@@ -17,7 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from edge.gradients import dct_gradients
+from edge.models.base import StreamingSegmenter
 from stac.codec.quant import TableSet
+
+TABLE_DIR = Path(__file__).resolve().parent / "tables"  # shipped tables: edge/tables/MODEL.npz
 
 
 class TableFileError(ValueError):
@@ -93,6 +97,19 @@ class GradientAverager:
         return self._sum / self._count[:, None]
 
 
+def average_gradients(model: StreamingSegmenter, frames: Iterable[np.ndarray]
+                      ) -> GradientAverager:
+    """Mean |g| of the fake-label loss (§IV-B) over sample RGB frames, each an independent
+    still (the model starts from its initial state)."""
+    averager = GradientAverager()
+    for frame in frames:
+        grads, _ = dct_gradients(model, frame)
+        averager.add(grads.planes)
+    if averager.frames == 0:
+        raise ValueError("no sample frames")
+    return averager
+
+
 def build_tables(mean_grad: np.ndarray, coefficients: int,
                  spec: TableSpec | None = None) -> GradientTables:
     """L tables q_n^l = 2 B_l / (M |g_n|) over log-spaced B_l (§IV-A step (ii))."""
@@ -124,8 +141,12 @@ def save_tables(tables: GradientTables, path: str | Path) -> Path:
 
 
 def load_tables(path: str | Path) -> GradientTables:
-    """Read a table file written by `save_tables` (NAME.npz beside NAME.json)."""
-    path = Path(path).with_suffix(".npz")
+    """Read a table file written by `save_tables` (NAME.npz beside NAME.json); a bare model
+    name reads the shipped `edge/tables/NAME.npz`."""
+    path = Path(path)
+    if not path.suffix and path.parent == Path("."):
+        path = TABLE_DIR / path.name
+    path = path.with_suffix(".npz")
     if not path.exists():
         raise TableFileError(f"{path}: no such table file")
     try:

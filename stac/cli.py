@@ -12,6 +12,8 @@ COMMAND_MODULES = (
     "stac.commands.run",
     "stac.commands.traces",
     "stac.commands.models",
+    "stac.commands.emulate",
+    "stac.commands.tables",
 )
 
 

@@ -1,0 +1,79 @@
+"""`stac-sim tables build`: STAC's offline quantisation tables for a model (§IV-A)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 480x360, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("tables", help="STAC's gradient-derived quantisation tables")
+    sub = parser.add_subparsers(dest="tables_command", required=True, metavar="ACTION")
+    p = sub.add_parser("build", help="average DCT gradients over sample frames -> L tables")
+    p.add_argument("--model", required=True,
+                   help="a shipped model name or a checkpoint path (edge/checkpoints)")
+    p.add_argument("--data", required=True,
+                   help="sample frames: a CamVid root or split folder, a video, or 'default'")
+    p.add_argument("--levels", type=int, default=32, help="number of tables L (default 32)")
+    p.add_argument("--frames", type=int, default=50,
+                   help="sample frames, evenly spaced over the source (default 50)")
+    p.add_argument("--size", type=_size, default=None, help="resize frames to WxH")
+    p.add_argument("--q-fine", type=float, default=1.0,
+                   help="geometric-mean step of the finest table (default 1)")
+    p.add_argument("--q-coarse", type=float, default=256.0,
+                   help="geometric-mean step of the coarsest table (default 256)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output FILE(.npz, + .json)")
+    p.set_defaults(func=cmd_build)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from edge.models.registry import ModelError, load_model
+    from edge.tables import TableSpec, average_gradients, build_tables, save_tables
+    from stac.frames import FrameError, open_source
+
+    try:
+        spec = TableSpec(levels=args.levels, q_fine=args.q_fine, q_coarse=args.q_coarse)
+        model = load_model(args.model)
+        if args.frames < 1:
+            raise ValueError(f"--frames must be >= 1, got {args.frames}")
+        source = open_source(args.data, size=args.size, fps=None)
+        try:
+            total = len(source)
+        except TypeError:  # a container without a frame count: read it once to count
+            total = sum(1 for _ in source)
+        if total == 0:
+            raise ValueError(f"{args.data}: no frames")
+        pick = np.unique(np.linspace(0, total - 1, min(args.frames, total)).astype(int))
+        wanted = set(pick.tolist())
+        sample = [f.rgb for i, f in enumerate(source) if i in wanted]
+    except (ModelError, FrameError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    averager = average_gradients(model, tqdm(sample, desc="gradients", unit="frame"))
+    tables = build_tables(averager.mean(), averager.coefficients, spec)
+    h, w = sample[0].shape[:2]
+    tables.meta.update(model=str(args.model), data=str(args.data), frames=len(sample),
+                       frame_indices=pick.tolist(), width=w, height=h,
+                       command="stac-sim " + " ".join(sys.argv[1:]))
+    path = save_tables(tables, args.out)
+    summary = {"out": str(path), "model": str(args.model), "frames": len(sample),
+               "levels": tables.levels, "B_range": [float(tables.bounds[0]),
+                                                    float(tables.bounds[-1])],
+               "step_range": [float(tables.steps.min()), float(tables.steps.max())]}
+    print(json.dumps(summary, indent=2))
+    return 0
