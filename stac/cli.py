@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "stac.commands.traces",
     "stac.commands.models",
     "stac.commands.emulate",
+    "stac.commands.emulate",
     "stac.commands.tables",
 )
 

@@ -17,6 +17,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,8 +324,12 @@ class DeviceClient:
 
     # ------------------------------------------------------------------ run
 
-    async def run(self, frames: list[Frame], connect_timeout: float = 10.0) -> DeviceResult:
-        """Stream `frames` in wall time; returns when every frame has been shown."""
+    async def run(self, frames: list[Frame], connect_timeout: float = 10.0,
+                  before_start: Callable[[], Awaitable[None]] | None = None) -> DeviceResult:
+        """Stream `frames` in wall time; returns when every frame has been shown.
+
+        `before_start` is awaited once connected, just before the camera starts (a start
+        signal shared by several devices)."""
         self.clock = StreamClock()
         self.uplink = Uplink(self.trace, self.link.delay_s, self.clock, self._write,
                              self._on_arrival, self._on_drop)
@@ -340,6 +345,8 @@ class DeviceClient:
         if self.refused:
             await asyncio.gather(conn, return_exceptions=True)
             raise EdgeRefused(self.refused)
+        if before_start is not None:
+            await before_start()
         wall0 = time.monotonic()
         self.clock.t0 = wall0  # the camera starts now: stream time 0
         self._camera_started = True
@@ -405,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_stream_arguments(p)
     p.add_argument("--device-id", default="device-0")
     p.add_argument("--token", default="", help="the edge's secret, if it has one")
+    p.add_argument("--wait-go", action="store_true",
+                   help="once connected, print 'ready' and start on a 'go' line on stdin")
     p.add_argument("--log-level", default="INFO")
     return parser
 
@@ -445,7 +454,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
-           token: str = "") -> dict[str, Any]:
+           token: str = "", wait_go: bool = False) -> dict[str, Any]:
     """Run one device stream; writes the simulator's outputs into `options.out` (row by row)
     plus outages.csv, and returns the summary."""
     from stac.results import RunWriter, plot_timeline, write_summary
@@ -460,8 +469,14 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
     client = DeviceClient(setup.agent, setup.start, options.scheme, setup.scheme_config, edge,
                           setup.trace, setup.evaluate, writer, link=link, device_id=device_id,
                           token=token)
+    async def go() -> None:  # `stac-sim emulate` starts every device's camera at once
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        if line.strip() != "go":
+            raise SystemExit(f"stac-device: expected 'go' on stdin, got {line!r}")
+
     try:
-        result = asyncio.run(client.run(setup.frames))
+        result = asyncio.run(client.run(setup.frames, before_start=go if wait_go else None))
     finally:
         writer.close()
         _write_outages(out, client.outages)
@@ -508,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        summary = stream(run_options(args), args.edge, args.device_id, args.token)
+        summary = stream(run_options(args), args.edge, args.device_id, args.token,
+                         wait_go=args.wait_go)
     except EdgeRefused as exc:
         print(f"stac-device: {exc}", file=sys.stderr)
         return 3

@@ -1,0 +1,199 @@
+"""`stac-sim emulate`: one edge and N device processes over loopback TCP, in wall time.
+
+Starts `stac-edge serve` on a free loopback port, then N `stac-device stream` processes;
+when all are connected their cameras start together. Waits for the devices, stops the edge
+cleanly (SIGTERM: it writes its summary), and writes OUT/device-I/ (the simulator's
+schema, plus outages.csv), OUT/edge/edge_summary.json and OUT/emulation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+EDGE_START_TIMEOUT_S = 300.0  # model loading on a busy machine
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from stac.emu.device_main import add_stream_arguments
+
+    p = subparsers.add_parser(
+        "emulate", help="run an edge and N devices as processes over loopback TCP",
+        description=__doc__.splitlines()[0])
+    add_stream_arguments(p)
+    p.add_argument("--devices", type=int, default=1, help="number of device processes")
+    p.add_argument("--token", default="", help="secret shared by the edge and the devices")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.set_defaults(func=main)
+
+
+def _stream_argv(args: argparse.Namespace) -> list[str]:
+    """The device arguments of `args`, as a command line."""
+    argv = ["--trace", str(args.trace), "--video", str(args.video), "--scheme", args.scheme,
+            "--model", args.model, "--fps", repr(args.fps), "--qp", str(args.qp),
+            "--quality", str(args.quality), "--delay-ms", repr(args.delay_ms),
+            "--seed", str(args.seed)]
+    optional = {"--size": None if args.size is None else f"{args.size[0]}x{args.size[1]}",
+                "--source-fps": args.source_fps, "--duration": args.duration,
+                "--downlink-delay-ms": args.downlink_delay_ms,
+                "--downlink-kbps": args.downlink_kbps,
+                "--B": None if math.isnan(args.B) else args.B}
+    for flag, value in optional.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.no_cache:
+        argv.append("--no-cache")
+    return argv
+
+
+def _frames_written(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return max(0, sum(1 for _ in f) - 1)
+    except OSError:
+        return 0
+
+
+def _stop(proc: subprocess.Popen, grace: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL after `grace` seconds; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
+    """Run the emulation described by `args`; returns OUT/emulation.json's content."""
+    from tqdm import tqdm
+
+    from stac.emu.build import build_stream
+    from stac.emu.device_main import run_options
+
+    out: Path = args.out
+    (out / "edge").mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    # decode the clip and fill the ground-truth cache once, not N times in parallel
+    setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})))
+    n_frames = len(setup.frames)
+    del setup
+    edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)
+    edge = subprocess.Popen(
+        [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", "0",
+         "--model", args.model, "--seed", str(args.seed), "--token", args.token,
+         "--max-devices", str(max(args.devices, 1)), "--out", str(out / "edge")],
+        stdout=subprocess.PIPE, stderr=edge_log, text=True)
+    devices: list[subprocess.Popen] = []
+    logs = []
+    try:
+        address = _wait_for_address(edge)
+        for i in range(args.devices):
+            dev_out = out / f"device-{i}"
+            dev_out.mkdir(parents=True, exist_ok=True)
+            logs.append(open(dev_out / "device.log", "w"))  # noqa: SIM115
+            devices.append(subprocess.Popen(
+                [sys.executable, "-m", "stac.emu.device_main", "stream", "--edge", address,
+                 "--out", str(dev_out), "--device-id", f"device-{i}", "--token", args.token,
+                 "--wait-go", *_stream_argv(args)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True))
+        for proc in devices:  # every device connected: start the cameras together
+            line = proc.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"a device failed before streaming (see {out}/device-*/"
+                                   f"device.log); it said {line!r}")
+        for proc in devices:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        total = n_frames * len(devices)
+        bar = tqdm(total=total, unit="frame", desc="emulating", disable=not progress,
+                   dynamic_ncols=True)
+        while any(p.poll() is None for p in devices):
+            time.sleep(0.5)
+            done = sum(_frames_written(out / f"device-{i}" / "frames.csv")
+                       for i in range(len(devices)))
+            bar.update(min(done, total) - bar.n)
+        bar.close()
+        codes = [p.wait() for p in devices]
+        last_lines = [p.stdout.read().strip() for p in devices]
+    finally:
+        for proc in devices:
+            _stop(proc)
+        edge_code = _stop(edge)
+        edge_log.close()
+        for f in logs:
+            f.close()
+    edge_summary = json.loads((out / "edge" / "edge_summary.json").read_text())
+    result = {"devices": [], "edge": edge_summary, "edge_exit": edge_code,
+              "wall_s": time.monotonic() - t0, "address": address}
+    for i, code in enumerate(codes):
+        path = out / f"device-{i}" / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else None
+        result["devices"].append({"device_id": f"device-{i}", "exit": code,
+                                  "line": last_lines[i], "summary": summary})
+    (out / "emulation.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _wait_for_address(edge: subprocess.Popen) -> str:
+    """HOST:PORT from the edge's first stdout line, 'stac-edge listening on HOST:PORT'."""
+    found: list[str] = []
+    reader = threading.Thread(target=lambda: found.append(edge.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(EDGE_START_TIMEOUT_S)
+    line = found[0] if found else ""
+    prefix = "stac-edge listening on "
+    if not line.startswith(prefix):
+        raise RuntimeError(f"the edge did not start (exit {edge.poll()}); see edge/edge.log")
+    return line[len(prefix):].strip()
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A readable table: one line per device, then the edge's load."""
+    lines = []
+    for d in result["devices"]:
+        s = d["summary"]
+        if s is None:
+            lines.append(f"{d['device_id']}: exit {d['exit']}, no summary")
+            continue
+        fs = s["frame_stats"]
+
+        def f(x, spec=".3f"):
+            return "n/a" if x is None else format(x, spec)
+
+        kps = s["delivered"] / s["video_s"] if s["video_s"] else float("nan")
+        lines.append(
+            f"{d['device_id']}: {s['frames']} frames, {s['keyframes']} keyframes "
+            f"({s['delivered']} delivered, {s['dropped']} dropped, {kps:.2f}/s), delay p50 "
+            f"{f(fs['delay_s']['p50'])} s p95 {f(fs['delay_s']['p95'])} s, mIoU "
+            f"{f(fs['miou']['mean'])}, outage {s['outage_s']:.2f} s")
+    c = result["edge"]["compute"]
+    util = c.get("utilisation_active")
+    lines.append(f"edge: {c['jobs']} compute jobs, utilisation while serving "
+                 f"{'n/a' if util is None else format(util, '.0%')}, mean queue "
+                 f"{c['queue_mean']:.2f}, max queue {c['queue_max']}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.devices < 1:
+        print("stac-sim emulate: --devices must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = emulate(args)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"stac-sim emulate: {exc}", file=sys.stderr)
+        return 2
+    print(format_result(result))
+    print(f"outputs in {args.out}/ (device-*/, edge/edge_summary.json, emulation.json)")
+    return 0 if all(d["exit"] == 0 for d in result["devices"]) else 1
