@@ -13,7 +13,6 @@ COMMAND_MODULES = (
     "stac.commands.traces",
     "stac.commands.models",
     "stac.commands.emulate",
-    "stac.commands.emulate",
     "stac.commands.tables",
 )
 
