@@ -36,6 +36,10 @@ class DeviceOutput:
     result_index: int | None  # index of the keyframe whose result was shown (or propagated)
     keyframe: Keyframe | None  # to put on the uplink, if this frame is a keyframe
     work: list[Work] = field(default_factory=list)
+    # True when `segmentation` was propagated to this very frame (its delay then counts from
+    # this frame's capture); False when it is the keyframe's result shown as is (the delay
+    # counts from the keyframe's capture, STAC §VIII-C).
+    propagated: bool = False
 
 
 @dataclass

@@ -1,0 +1,85 @@
+"""Device half of plain offloading (the H.264 / JPEG baselines of STAC §VIII-A, §VIII-D).
+
+Every k-th captured frame (k from the configured fps, `device.content.is_keyframe`) is
+encoded with a uniform quality and sent; the device shows the newest segmentation the edge
+returned, as is (no propagation). The configuration's `B` carries the codec's uniform
+knob: the x264 QP for `h264`, the Pillow JPEG quality for `jpeg`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from device.content import is_keyframe
+from stac.agents import DeviceAgent, DeviceOutput, Work
+from stac.codec.labels import decode_labels
+from stac.codec.reference import X264Encoder, jpeg_encode
+from stac.protocol import Config, Feedback, Keyframe
+
+H264 = "h264"
+JPEG = "jpeg"
+CODECS = (H264, JPEG)
+
+
+def check_knob(codec: str, knob: float) -> int:
+    """The integer QP (h264, 1-51) or JPEG quality (1-95) a configuration's `B` stands for."""
+    if codec not in CODECS:
+        raise ValueError(f"unknown offload codec {codec!r}; expected one of {CODECS}")
+    value = int(round(knob))
+    low, high = (1, 51) if codec == H264 else (1, 95)
+    if not low <= value <= high or value != knob:
+        name = "QP" if codec == H264 else "JPEG quality"
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {knob}")
+    return value
+
+
+class OffloadDevice(DeviceAgent):
+    """Encode keyframes at a uniform QP/quality, send them, show the newest returned result."""
+
+    def __init__(self, codec: str, config: Config, source_fps: float) -> None:
+        check_knob(codec, config.B)
+        if not source_fps > 0:
+            raise ValueError(f"source_fps must be > 0, got {source_fps}")
+        self.codec = codec
+        self.source_fps = float(source_fps)
+        self.config = config
+        self._start: int | None = None  # first frame under the current configuration
+        self._encoder: X264Encoder | None = None
+        self._labels: np.ndarray | None = None
+        self._result_index: int | None = None
+
+    def on_config(self, config: Config) -> None:
+        """Adopt a new fps/knob; the next frame is a keyframe and (h264) starts a new stream."""
+        check_knob(self.codec, config.B)
+        self.config = config
+        self._start = None
+        self._encoder = None  # frames of the old stream may have been discarded (§VII)
+
+    def _encode(self, frame: np.ndarray) -> bytes:
+        knob = check_knob(self.codec, self.config.B)
+        if self.codec == JPEG:
+            return jpeg_encode(frame, quality=knob)
+        if self._encoder is None:  # a new stream starts with an IDR frame carrying SPS/PPS
+            h, w = frame.shape[:2]
+            self._encoder = X264Encoder(w, h, qp=knob,
+                                        fps=max(1, int(round(self.config.fps))))
+        return self._encoder.encode(frame)
+
+    def on_frame(self, index: int, t: float, frame: np.ndarray) -> DeviceOutput:
+        """Show the newest result; if this frame is a keyframe, encode it for the uplink."""
+        if self._start is None:
+            self._start = index
+        keyframe = None
+        work: list[Work] = []
+        if is_keyframe(index, self.config.fps, self.source_fps, start=self._start):
+            keyframe = Keyframe(index=index, t_capture=t, payload=self._encode(frame))
+            work.append(Work("encode", frame.shape[0] * frame.shape[1]))
+        return DeviceOutput(segmentation=self._labels, result_index=self._result_index,
+                            keyframe=keyframe, work=work, propagated=False)
+
+    def on_feedback(self, feedback: Feedback) -> list[Work]:
+        """Cache the result if it is newer than the one shown."""
+        if self._result_index is None or feedback.index > self._result_index:
+            self._labels = decode_labels(feedback.segmentation)
+            self._result_index = feedback.index
+        return []

@@ -1,0 +1,89 @@
+"""Edge half of plain offloading (H.264 / JPEG baselines, STAC §VIII-A): decode, segment, feed back.
+
+The model runs at the decoded frame's own resolution (the resolution the device sends);
+its argmax labels go back as a PNG label map. An optional fps schedule makes the edge
+start new configurations at given seconds (fixed-configuration sweeps, and the tests of
+the discard-at-reconfiguration rule of §VII); otherwise the configuration never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge.models.base import StreamingSegmenter
+from stac.agents import EdgeAgent, EdgeOutput, Work
+from stac.codec.labels import encode_labels
+from stac.codec.reference import X264Decoder, jpeg_decode
+from stac.protocol import Config, Content, Feedback, Keyframe
+
+H264 = "h264"
+JPEG = "jpeg"
+_SPS = 7  # H.264 NAL unit type of a sequence parameter set
+
+
+def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
+            ) -> tuple[np.ndarray, Any]:
+    """One streaming step of `model` on an RGB uint8 frame -> ((H, W) uint8 labels, state)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+    with torch.inference_mode():
+        logits, state = model.step(x, state)
+    return logits.argmax(1)[0].to(torch.uint8).numpy(), state
+
+
+def nal_types(payload: bytes) -> list[int]:
+    """NAL unit types of an Annex-B H.264 access unit (after each 00 00 01 start code)."""
+    types = []
+    i = payload.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(payload):
+        types.append(payload[i + 3] & 0x1F)
+        i = payload.find(b"\x00\x00\x01", i + 3)
+    return types
+
+
+class OffloadEdge(EdgeAgent):
+    """Decode each keyframe (x264 stream or JPEG), segment it, return the labels."""
+
+    def __init__(self, codec: str, model: StreamingSegmenter, config: Config,
+                 schedule: Mapping[int, float] | None = None,
+                 frame_size: tuple[int, int] | None = None) -> None:
+        if codec not in (H264, JPEG):
+            raise ValueError(f"unknown offload codec {codec!r}; expected 'h264' or 'jpeg'")
+        self.codec = codec
+        self.model = model
+        self.config = config
+        self.schedule = dict(schedule or {})
+        if any(not fps > 0 for fps in self.schedule.values()):
+            raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
+        self.frame_size = frame_size  # (w, h) the device sends; crops x264's even padding
+        self._decoder: X264Decoder | None = None
+        self._state: Any = model.initial_state()
+
+    def _decode(self, payload: bytes) -> np.ndarray:
+        if self.codec == JPEG:
+            return jpeg_decode(payload)
+        if self._decoder is None or _SPS in nal_types(payload):  # a (new) stream starts
+            w, h = self.frame_size if self.frame_size is not None else (None, None)
+            self._decoder = X264Decoder(w, h)
+        return self._decoder.decode(payload)
+
+    def on_keyframe(self, keyframe: Keyframe) -> EdgeOutput:
+        """Decode, segment with the model (streaming state carried), encode the labels."""
+        rgb = self._decode(keyframe.payload)
+        labels, self._state = segment(self.model, rgb, self._state)
+        pixels = rgb.shape[0] * rgb.shape[1]
+        return EdgeOutput(
+            feedback=Feedback(index=keyframe.index, segmentation=encode_labels(labels)),
+            work=[Work("decode", pixels), Work("inference", pixels)])
+
+    def on_second(self, second: int, bitrate_kbps: float, bandwidth_kbps: float,
+                  content: Content | None) -> Config | None:
+        """A new configuration when the schedule names the next second, else None."""
+        fps = self.schedule.get(second + 1)
+        if fps is None:
+            return None
+        self.config = Config(B=self.config.B, fps=float(fps), t_effective=float(second + 1))
+        return self.config

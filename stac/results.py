@@ -1,0 +1,200 @@
+"""Run outputs (DESIGN.md "Outputs"): frames.csv, seconds.csv, summary.json, timeline.png.
+
+`RunWriter` receives the driver's records and writes CSV rows as soon as they are final,
+in frame / second order, flushing each row, so a crash leaves every finished row on disk.
+Missing values (no result shown yet, a keyframe never delivered) are empty cells.
+The summary and the timeline are computed from the CSVs at the end, so a notebook reading
+the CSVs sees exactly what they summarise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stac.sim.harness import FrameRecord, RunSink, SecondRecord
+
+FRAME_COLUMNS = ("frame", "t_capture", "keyframe", "bytes", "t_sent", "t_arrived", "dropped",
+                 "delay_s", "result_age_frames", "pa", "miou", "B", "fps")
+SECOND_COLUMNS = ("second", "bitrate_kbps", "bandwidth_kbps", "B", "fps", "c", "d", "pa", "miou")
+PERCENTILES = (5, 50, 95)
+
+
+def _cell(value: Any) -> str:
+    """CSV text of a value: bools as 0/1, NaN as empty, floats with 6 decimals."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6f}"
+
+
+class RunWriter(RunSink):
+    """Write frames.csv and seconds.csv incrementally into `out_dir`."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._frames_file = open(self.out_dir / "frames.csv", "w", newline="")  # noqa: SIM115
+        self._seconds_file = open(self.out_dir / "seconds.csv", "w", newline="")  # noqa: SIM115
+        self._frames = csv.writer(self._frames_file)
+        self._seconds = csv.writer(self._seconds_file)
+        self._frames.writerow(FRAME_COLUMNS)
+        self._seconds.writerow(SECOND_COLUMNS)
+        self._frames_file.flush()
+        self._seconds_file.flush()
+        self._pending: dict[int, FrameRecord] = {}
+        self._next: int | None = None  # next frame index to write
+        self._second_recs: dict[int, SecondRecord] = {}
+        self._acc: dict[int, list[list[float]]] = {}  # second -> [pa values, miou values]
+        self._next_second = 0
+        self._frontier = -math.inf  # capture time of the last frame written
+
+    def frame(self, record: FrameRecord) -> None:
+        """Buffer the record; write every final row that is next in frame order."""
+        self._pending[record.frame] = record
+        if self._next is None:
+            self._next = record.frame
+        while self._next in self._pending and self._pending[self._next].done:
+            rec = self._pending.pop(self._next)
+            self._frames.writerow([_cell(getattr(rec, c)) for c in FRAME_COLUMNS])
+            acc = self._acc.setdefault(int(math.floor(rec.t_capture + 1e-9)), [[], []])
+            acc[0].append(rec.pa)
+            acc[1].append(rec.miou)
+            self._frontier = rec.t_capture
+            self._next += 1
+        self._frames_file.flush()
+        self._write_seconds(final=False)
+
+    def second(self, record: SecondRecord) -> None:
+        """Buffer the second; it is written once all its frames are."""
+        self._second_recs[record.second] = record
+        self._write_seconds(final=False)
+
+    def _write_seconds(self, final: bool) -> None:
+        while self._next_second in self._second_recs and (
+                final or self._frontier >= self._next_second + 1 - 1e-9):
+            rec = self._second_recs.pop(self._next_second)
+            pa, miou = self._acc.pop(self._next_second, [[], []])
+            self._seconds.writerow([
+                rec.second, _cell(rec.bitrate_kbps), _cell(rec.bandwidth_kbps), _cell(rec.B),
+                _cell(rec.fps), _cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)),
+                _cell(_nanmean(miou))])
+            self._next_second += 1
+        self._seconds_file.flush()
+
+    def close(self) -> None:
+        """Write what is left (the driver marks every record final before this)."""
+        for rec in self._pending.values():
+            rec.done = True
+        while self._pending:  # normally contiguous; any gap is skipped over in order
+            if self._next not in self._pending:
+                self._next = min(self._pending)
+            self.frame(self._pending[self._next])
+        self._write_seconds(final=True)
+        self._frames_file.close()
+        self._seconds_file.close()
+
+
+def _nanmean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(arr)) if arr.size and not np.all(np.isnan(arr)) else math.nan
+
+
+def _stats(series: pd.Series) -> dict[str, float | None]:
+    """Mean and percentiles of a column, NaN skipped (None when nothing is left)."""
+    v = series.dropna().to_numpy(dtype=np.float64)
+    if v.size == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
+    return {"mean": float(v.mean()), **{f"p{p}": float(np.percentile(v, p)) for p in PERCENTILES}}
+
+
+def versions() -> dict[str, str]:
+    """Versions of the interpreter and the libraries that shape results."""
+    import av
+    import cv2
+    import simpy
+    import torch
+
+    from stac import __version__ as stac_version
+
+    return {"stac-sim": stac_version, "python": platform.python_version(),
+            "numpy": np.__version__, "torch": torch.__version__, "opencv": cv2.__version__,
+            "av": av.__version__, "simpy": simpy.__version__, "pandas": pd.__version__}
+
+
+def write_summary(out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """summary.json from the CSVs plus `meta` (scheme, video, trace, model, seed, wall_s...)."""
+    out_dir = Path(out_dir)
+    frames = pd.read_csv(out_dir / "frames.csv")
+    seconds = pd.read_csv(out_dir / "seconds.csv")
+    summary = dict(meta)
+    summary.update({
+        "frames": int(len(frames)),
+        "keyframes": int(frames["keyframe"].sum()),
+        "delivered": int(frames["t_arrived"].notna().sum()),
+        "dropped": int(frames["dropped"].sum()),
+        "frames_without_result": int(frames["pa"].isna().sum()),
+        "bytes": int(frames["bytes"].sum()),
+        "frame_stats": {c: _stats(frames[c]) for c in
+                        ("delay_s", "result_age_frames", "pa", "miou", "bytes")},
+        "second_stats": {c: _stats(seconds[c]) for c in
+                         ("bitrate_kbps", "bandwidth_kbps", "pa", "miou")},
+        "versions": versions(),
+    })
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return summary
+
+
+def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
+    """timeline.png: bandwidth vs bitrate, B, fps and accuracy over time, from the CSVs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    frames = pd.read_csv(out_dir / "frames.csv")
+    seconds = pd.read_csv(out_dir / "seconds.csv")
+    fig, axes = plt.subplots(4, 1, figsize=(9, 8), sharex=True)
+    # each second's value holds over [second, second + 1): step plots need the right edge too
+    t = np.append(seconds["second"].to_numpy(dtype=float), len(seconds))
+
+    def steps(ax, column: str, label: str | None = None) -> None:
+        v = seconds[column].to_numpy(dtype=float)
+        ax.step(t, np.append(v, v[-1:]), where="post", label=label)
+
+    ax = axes[0]
+    steps(ax, "bandwidth_kbps", "bandwidth")
+    steps(ax, "bitrate_kbps", "bitrate")
+    ax.set_yscale("symlog", linthresh=10.0)
+    ax.set_ylabel("kbps")
+    ax.legend(loc="upper right", fontsize=8)
+    steps(axes[1], "B")
+    axes[1].set_ylabel("B")
+    steps(axes[2], "fps")
+    axes[2].set_ylabel("fps")
+    ax = axes[3]
+    ax.plot(frames["t_capture"], frames["pa"], lw=0.8, label="PA (frame)")
+    ax.plot(frames["t_capture"], frames["miou"], lw=0.8, label="mIoU (frame)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    path = out_dir / "timeline.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,165 @@
+"""One simulated run from options to outputs: what `stac-sim run` and the benchmarks call.
+
+Loads the trace, the frame source and the model, builds the scheme, runs the SimPy
+harness with a `RunWriter`, then writes summary.json and timeline.png.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edge.models.base import StreamingSegmenter
+from edge.models.registry import build_model, load_model
+from stac.frames import open_source
+from stac.groundtruth import GroundTruth
+from stac.latency import DEFAULT_PROFILE, get_profile
+from stac.results import RunWriter, plot_timeline, write_summary
+from stac.schemes import DEFAULT_MODEL, DEFAULT_SCHEME, SchemeConfig, build_scheme
+from stac.sim.harness import LinkConfig, Simulation
+from stac.traces import load_trace
+
+UNTRAINED_PREFIX = "untrained:"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that defines one run; same options and seed -> same CSVs."""
+
+    trace: str
+    out: str
+    video: str = "default"
+    scheme: str = DEFAULT_SCHEME
+    model: str = DEFAULT_MODEL  # shipped name, checkpoint path, or "untrained:NAME"
+    duration: float | None = None  # seconds of video; None: the whole source
+    fps: float = 10.0  # keyframe rate (STAC's fps)
+    source_fps: float | None = None  # subsample the source; None: its own rate
+    size: tuple[int, int] | None = None  # (w, h) resize; None: the source's size
+    qp: int = 30
+    quality: int = 50
+    B: float = math.nan
+    profile: str = DEFAULT_PROFILE
+    seed: int = 0
+    delay_ms: float = 20.0
+    downlink_delay_ms: float | None = None
+    downlink_kbps: float | None = None
+    schedule: Mapping[int, float] = field(default_factory=dict)
+    use_cache: bool = True
+
+
+def resolve_model(spec: str) -> StreamingSegmenter:
+    """A trained model (shipped name or checkpoint path), or `untrained:NAME` explicitly.
+
+    Untrained networks are for mechanics only (timing, queueing, bytes), never accuracy.
+    """
+    if spec.startswith(UNTRAINED_PREFIX):
+        return build_model(spec[len(UNTRAINED_PREFIX):]).eval()
+    return load_model(spec)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators (untrained model initialisation)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(options: RunOptions, progress: bool = False,
+        model: StreamingSegmenter | None = None) -> dict[str, Any]:
+    """Simulate `options`; write frames.csv, seconds.csv, summary.json, timeline.png in `out`.
+
+    `model` overrides `options.model` (an already built network, e.g. shared across runs).
+    Returns the summary.
+    """
+    t0 = time.perf_counter()
+    seed_everything(options.seed)
+    trace = load_trace(options.trace)
+    profile = get_profile(options.profile)
+    source = open_source(options.video, size=options.size, fps=options.source_fps)
+    if model is None:
+        model = resolve_model(options.model)
+    w, h = source.size
+    scheme = build_scheme(options.scheme, SchemeConfig(
+        source_fps=source.fps, frame_size=(w, h), fps=options.fps, qp=options.qp,
+        quality=options.quality, B=options.B, schedule=dict(options.schedule)), model)
+    gt = GroundTruth(model, source, options.model, use_cache=options.use_cache)
+    link = LinkConfig(
+        delay_s=options.delay_ms / 1000.0,
+        downlink_delay_s=None if options.downlink_delay_ms is None
+        else options.downlink_delay_ms / 1000.0,
+        downlink_kbps=options.downlink_kbps)
+    out = Path(options.out)
+    writer = RunWriter(out)
+    bar = _progress_bar(source, options.duration) if progress else None
+    sim = Simulation(scheme, trace, profile, gt.score, writer, link,
+                     progress=bar.update if bar is not None else None)
+    try:
+        result = sim.run(source, duration=options.duration)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    meta = {
+        "scheme": options.scheme, "video": str(options.video),
+        "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),
+        "model": options.model, "profile": options.profile, "seed": options.seed,
+        "resolution": [w, h], "source_fps": source.fps, "video_s": result.video_s,
+        "sim_time_s": result.sim_time_s, "options": _jsonable(asdict(options)),
+        "gt_cache": {"dir": str(gt.dir), "hits": gt.hits, "misses": gt.misses},
+    }
+    plot_timeline(out, title=f"{options.scheme} on {meta['video_name']} / {trace.name}")
+    meta["wall_s"] = time.perf_counter() - t0
+    return write_summary(out, meta)
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        elif isinstance(v, Mapping):
+            v = {str(a): b for a, b in v.items()}
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def _progress_bar(source: Any, duration: float | None):
+    from tqdm import tqdm
+
+    try:
+        total: int | None = len(source)
+    except TypeError:
+        total = None
+    if duration is not None:
+        cap = math.ceil(duration * source.fps - 1e-9)
+        total = cap if total is None else min(total, cap)
+    return tqdm(total=total, unit="frame", desc="simulating", dynamic_ncols=True)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few readable lines for the end of `stac-sim run`."""
+    fs, ss = summary["frame_stats"], summary["second_stats"]
+
+    def f(x: float | None, spec: str = ".3f") -> str:
+        return "n/a" if x is None else format(x, spec)
+
+    return "\n".join([
+        f"scheme {summary['scheme']}  model {summary['model']}  profile {summary['profile']}  "
+        f"seed {summary['seed']}",
+        f"frames {summary['frames']}  keyframes {summary['keyframes']}  delivered "
+        f"{summary['delivered']}  dropped {summary['dropped']}  "
+        f"without result {summary['frames_without_result']}",
+        f"bitrate {f(ss['bitrate_kbps']['mean'], '.0f')} kbps  vs bandwidth "
+        f"{f(ss['bandwidth_kbps']['mean'], '.0f')} kbps (means per second)",
+        f"PA {f(fs['pa']['mean'])}  mIoU {f(fs['miou']['mean'])}  delay mean "
+        f"{f(fs['delay_s']['mean'])} s  p95 {f(fs['delay_s']['p95'])} s",
+        f"wall {summary['wall_s']:.1f} s for {summary['video_s']:.1f} s of video",
+    ])
