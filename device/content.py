@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from stac.codec.quant import size_model
 from stac.codec.transform import rgb_to_coeffs
 from stac.protocol import Content
 
@@ -20,10 +21,11 @@ from stac.protocol import Content
 def complexity(coefficients: Iterable[np.ndarray]) -> float:
     """c = sum of log2|s| over unquantised DCT coefficients s of all colour planes (§VI).
 
-    Zeros: a coefficient contributes log2(1 + |s|), so zero coefficients add nothing and
-    large ones add log2|s| (the size model's bits, Eq. 2); no -inf from exact zeros.
+    Zeros: as in the codec's size model (Eq. 2) at step 1, coefficients with |s| < 1 add
+    nothing (no -inf from exact zeros, no negative bits).
     """
-    return float(sum(np.log2(1.0 + np.abs(np.asarray(c, np.float64))).sum() for c in coefficients))
+    return float(sum(size_model(np.asarray(c, np.float64).reshape(-1, 1), 1.0).sum()
+                     for c in coefficients))
 
 
 def frame_complexity(frame: np.ndarray) -> float:
@@ -41,24 +43,33 @@ def difference(grey: np.ndarray, previous: np.ndarray | None) -> float:
 
 
 class ContentMeter:
-    """Per-frame (c, d) accumulated into per-second means (§VI: both averaged per second)."""
+    """Per-frame c and d accumulated into per-second means (§VI: both averaged per second).
+
+    c may be recorded on fewer frames than d (the device computes c from the coefficients
+    it already has for keyframes, §VI "without increasing much overhead").
+    """
 
     def __init__(self) -> None:
-        self._sums: dict[int, list[float]] = {}
+        self._sums: dict[int, list[float]] = {}  # second -> [sum c, count c, sum d, count d]
 
-    def add(self, t: float, c: float, d: float) -> None:
-        """Record one frame captured at time `t` (seconds)."""
-        s = self._sums.setdefault(int(math.floor(t)), [0.0, 0.0, 0])
-        s[0] += c
-        s[1] += d
-        s[2] += 1
+    def add(self, t: float, c: float | None = None, d: float | None = None) -> None:
+        """Record the metrics of one frame captured at time `t` (seconds)."""
+        s = self._sums.setdefault(int(math.floor(t)), [0.0, 0, 0.0, 0])
+        if c is not None:
+            s[0] += c
+            s[1] += 1
+        if d is not None:
+            s[2] += d
+            s[3] += 1
 
     def second(self, second: int) -> Content | None:
-        """Mean c and d of the frames captured in [second, second + 1), or None if none."""
+        """Mean c and d over the frames of [second, second + 1); None if nothing was recorded
+        (a metric with no frame in that second is NaN)."""
         s = self._sums.get(second)
         if s is None:
             return None
-        return Content(second=second, c=s[0] / s[2], d=s[1] / s[2])
+        mean = lambda total, n: total / n if n else math.nan  # noqa: E731
+        return Content(second=second, c=mean(s[0], s[1]), d=mean(s[2], s[3]))
 
     def forget(self, before: int) -> None:
         """Drop the seconds before `before` (they have been reported)."""

@@ -173,6 +173,18 @@ class FlowCache:
         for t in range(index + 1, self._index + 1):
             self._extend(self._flows[t])
 
+    def flow_to(self, index: int) -> np.ndarray:
+        """Composed backward flow from the newest frame to any cached earlier frame `index`
+        (e.g. the previous keyframe, for motion-compensated prediction): one remap per frame."""
+        if self._index is None or not index <= self._index:
+            raise ValueError(f"frame {index} is not at or before the newest frame {self._index}")
+        if index < self._index and index + 1 not in self._flows:
+            raise ValueError(f"flows back to frame {index} are no longer cached")
+        out = np.zeros(self._grid.shape, np.float32)
+        for t in range(index + 1, self._index + 1):  # F(t -> k) = f_t then F(t-1 -> k)
+            out = compose(self._flows[t], out, self._grid) if t > index + 1 else self._flows[t]
+        return out
+
     def to_anchor(self) -> np.ndarray:
         """Composed backward flow (H, W, 2) from the newest frame to the anchor."""
         if self.anchor is None:

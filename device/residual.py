@@ -26,17 +26,16 @@ from stac.codec.quant import (
     expand_levels,
     quantise,
     region_grid_shape,
+    size_model,
 )
 
 REGION_SIZE = 6
 
 
 def size_bits(coeffs: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Per-coefficient size model of Eq. 2 / Eq. 7: log2|s / q|, as log2(1 + |s| / q).
-
-    The +1 keeps zero and sub-step coefficients at 0 bits instead of -inf or negative.
-    """
-    return np.log2(1.0 + np.abs(coeffs) / steps)
+    """Per-coefficient size model of Eq. 7 (the codec's `size_model`): log2|s / q| for
+    |s| >= q, 0 for coefficients that quantise to zero."""
+    return size_model(coeffs[..., None], steps[..., None])
 
 
 @dataclass

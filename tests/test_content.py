@@ -16,12 +16,11 @@ from device.content import (
 
 
 def test_complexity_sums_log2_of_coefficients_and_ignores_zeros():
-    y = np.array([[0.0, 3.0], [-7.0, 0.0]])
-    cb = np.array([1.0, 0.0, -1.0])
-    assert complexity([y, cb]) == pytest.approx(2 + 3 + 1 + 1)
+    y = np.array([[0.0, 4.0], [-8.0, 0.5]])
+    cb = np.array([1.0, 0.0, -2.0])
+    assert complexity([y, cb]) == pytest.approx(2 + 3 + 0 + 0 + 1)
     assert complexity([np.zeros((4, 4))]) == 0.0
-    # Larger coefficients: about log2|s| each.
-    assert complexity([np.array([1023.0])]) == pytest.approx(10.0)
+    assert complexity([np.array([1024.0, -0.99])]) == pytest.approx(10.0)
 
 
 def test_frame_complexity_ranks_texture_above_flat(shared_data):
@@ -51,6 +50,10 @@ def test_meter_averages_per_second():
     assert (s0.second, s0.c, s0.d) == (0, 2.0, 15.0)
     assert (s1.c, s1.d) == (6.0, 2.0)
     assert meter.second(2) is None
+    meter.add(2.5, d=3.0)
+    assert meter.second(2).d == 3.0 and np.isnan(meter.second(2).c)
+    meter.add(2.7, c=8.0)
+    assert meter.second(2).c == 8.0 and meter.second(2).d == 3.0
     meter.forget(1)
     assert meter.second(0) is None and meter.second(1) is not None
 

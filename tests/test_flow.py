@@ -49,8 +49,13 @@ def test_cache_composes_flows_back_to_the_anchor(base):
     # Setting the anchor later, from the cached flows, gives the same composed flow.
     cache.set_anchor(1)
     np.testing.assert_allclose(cache.to_anchor(), flow, atol=1e-5)
+    np.testing.assert_allclose(cache.flow_to(1), flow, atol=1e-4)  # same path, no anchor change
+    assert np.median(central(cache.flow_to(4)[..., 1])) == pytest.approx(-1, abs=0.25)
+    assert np.all(cache.flow_to(5) == 0)
     cache.set_anchor(3)
     assert len(cache) == 2
+    with pytest.raises(ValueError, match="no longer cached"):
+        cache.flow_to(1)
     assert np.median(central(cache.to_anchor()[..., 0])) == pytest.approx(-4, abs=0.5)
 
 
