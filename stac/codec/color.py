@@ -9,6 +9,7 @@ mean of each 2x2 block and upsampled by pixel replication, so that the torch twi
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 # Rows: Y, Cb, Cr as linear functions of (R, G, B); offsets 0, 128, 128 (ITU-T T.871).
 RGB_TO_YCBCR = np.array(
@@ -47,15 +48,56 @@ def rgb_to_ycbcr_float(rgb: np.ndarray) -> np.ndarray:
     return rgb @ RGB_TO_YCBCR.T + YCBCR_OFFSET
 
 
+@njit(cache=True)
+def _to_u8(v):
+    r = np.rint(v)
+    return np.uint8(0 if r < 0 else (255 if r > 255 else r))
+
+
+@njit(cache=True)
+def _rgb_to_ycbcr420(rgb, m, y, cb, cr):
+    h, w = y.shape
+    for cy in range(cb.shape[0]):
+        for cx in range(cb.shape[1]):
+            su = 0.0
+            sv = 0.0
+            for dy in range(2):
+                for dx in range(2):
+                    py = min(2 * cy + dy, h - 1)
+                    px = min(2 * cx + dx, w - 1)
+                    r = float(rgb[py, px, 0])
+                    g = float(rgb[py, px, 1])
+                    b = float(rgb[py, px, 2])
+                    if 2 * cy + dy < h and 2 * cx + dx < w:
+                        y[py, px] = _to_u8(m[0, 0] * r + m[0, 1] * g + m[0, 2] * b)
+                    su += m[1, 0] * r + m[1, 1] * g + m[1, 2] * b
+                    sv += m[2, 0] * r + m[2, 1] * g + m[2, 2] * b
+            cb[cy, cx] = _to_u8(0.25 * su + 128.0)
+            cr[cy, cx] = _to_u8(0.25 * sv + 128.0)
+
+
+@njit(cache=True)
+def _ycbcr420_to_rgb(y, cb, cr, m, rgb):
+    h, w = y.shape
+    for py in range(h):
+        for px in range(w):
+            yy = float(y[py, px])
+            u = float(cb[py // 2, px // 2]) - 128.0
+            v = float(cr[py // 2, px // 2]) - 128.0
+            for k in range(3):
+                rgb[py, px, k] = _to_u8(m[k, 0] * yy + m[k, 1] * u + m[k, 2] * v)
+
+
 def rgb_to_ycbcr420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Y, Cb, Cr) uint8 planes of an RGB frame; chroma is the 2x2 mean, (ceil(H/2), ceil(W/2))."""
+    """(Y, Cb, Cr) uint8 planes of an RGB frame; chroma is the 2x2 mean, (ceil(H/2), ceil(W/2)).
+
+    Odd sizes: the last row/column is repeated for the chroma mean (edge replication)."""
     h, w = _check_rgb(rgb).shape[:2]
-    ycc = rgb_to_ycbcr_float(pad_to_multiple(rgb, 2))
-    y = np.clip(np.rint(ycc[:h, :w, 0]), 0, 255).astype(np.uint8)
-    hh, hw = ycc.shape[0] // 2, ycc.shape[1] // 2
-    chroma = ycc[:, :, 1:].reshape(hh, 2, hw, 2, 2).mean(axis=(1, 3))
-    chroma = np.clip(np.rint(chroma), 0, 255).astype(np.uint8)
-    return y, np.ascontiguousarray(chroma[:, :, 0]), np.ascontiguousarray(chroma[:, :, 1])
+    y = np.empty((h, w), dtype=np.uint8)
+    cb = np.empty(((h + 1) // 2, (w + 1) // 2), dtype=np.uint8)
+    cr = np.empty_like(cb)
+    _rgb_to_ycbcr420(np.ascontiguousarray(rgb), RGB_TO_YCBCR, y, cb, cr)
+    return y, cb, cr
 
 
 def ycbcr420_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
@@ -63,10 +105,15 @@ def ycbcr420_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray
     h, w = y.shape
     if cb.shape != cr.shape or cb.shape != ((h + 1) // 2, (w + 1) // 2):
         raise ValueError(f"chroma planes {cb.shape}, {cr.shape} do not match luma {y.shape}")
-    up = lambda c: np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)[:h, :w]  # noqa: E731
-    ycc = np.stack([y, up(cb), up(cr)], axis=-1).astype(np.float64) - YCBCR_OFFSET
-    rgb = ycc @ YCBCR_TO_RGB.T
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    rgb = np.empty((h, w, 3), dtype=np.uint8)
+    _ycbcr420_to_rgb(
+        np.ascontiguousarray(y),
+        np.ascontiguousarray(cb),
+        np.ascontiguousarray(cr),
+        YCBCR_TO_RGB,
+        rgb,
+    )
+    return rgb
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -118,6 +118,15 @@ def decimation_score(lv):
 
 
 @njit(cache=True)
+def _all_zero(lv):
+    for k in range(lv.shape[0]):
+        for i in range(16):
+            if lv[k, i] != 0:
+                return False
+    return True
+
+
+@njit(cache=True)
 def _cbf_inc(nz, by, bx):
     inc = 0
     if bx > 0:
@@ -359,7 +368,9 @@ def _cost_chroma_blocks(probs, lv, cat, nz_c, cy0, cx0, inter, cost_table):
 
 
 @njit(cache=True)
-def _inter_luma(src, pred_y, y0, x0, steps_y, lv_out, rec_out, sm_out, src16, pred16, rec16, buf):
+def _inter_luma(
+    src, pred_y, y0, x0, steps_y, lv_out, rec_out, sm_out, src16, pred16, rec16, buf, decimate
+):
     """Quantise, decimate (per 8x8 and per MB, JM rule) and reconstruct the luma residual of
     an inter MB given its 16x16 prediction. Returns SSD."""
     score8 = np.zeros(4, dtype=np.int64)
@@ -375,14 +386,14 @@ def _inter_luma(src, pred_y, y0, x0, steps_y, lv_out, rec_out, sm_out, src16, pr
         score8[(by // 2) * 2 + bx // 2] += decimation_score(lv_out[b])
     total = 0
     for q in range(4):
-        if score8[q] < 4:
+        if decimate and score8[q] < 4:
             for b in range(16):
                 if ((b // 4) // 2) * 2 + (b % 4) // 2 == q:
                     for i in range(16):
                         lv_out[b, i] = 0
         else:
             total += score8[q]
-    if total < 6:
+    if decimate and total < 6:
         for b in range(16):
             for i in range(16):
                 lv_out[b, i] = 0
@@ -527,131 +538,36 @@ def encode_mbs(
             mvp_x = 0
             mvy = 0
             mvx = 0
-            # -- intra candidate (luma written into rec_y in place, then saved) --
-            nz_save_y = nz_y[y0 // 4 : y0 // 4 + 4, x0 // 4 : x0 // 4 + 4].copy()
-            ssd_i, bits_i = _intra_luma(
-                src_y,
-                rec_y,
-                y0,
-                x0,
-                steps_y,
-                lam,
-                probs,
-                cost_table,
-                imode,
-                nz_y,
-                lv_i,
-                modes_i,
-                sm_i,
-                src16,
-                pred16,
-                best16,
-                rec16,
-                buf,
-            )
-            for r in range(16):
-                for c in range(16):
-                    rec_mb_i[16 * r + c] = rec_y[y0 + r, x0 + c]
-            best_cm = 0
-            best_cost = -1.0
-            for m in range(N_INTRA_MODES):
-                ok = chroma8_pred(rec_c[0], cy0, cx0, m, pred_c[0])
-                ok = ok and chroma8_pred(rec_c[1], cy0, cx0, m, pred_c[1])
-                if not ok:
-                    continue
-                sad = 0
-                for comp in range(2):
-                    for r in range(8):
-                        for c in range(8):
-                            sad += abs(
-                                np.int64(src_c[comp, cy0 + r, cx0 + c]) - pred_c[comp, 8 * r + c]
-                            )
-                cost = sad + lam_m * _cost_chroma_mode(probs, m, cost_table)
-                if best_cost < 0 or cost < best_cost:
-                    best_cost = cost
-                    best_cm = m
-            chroma8_pred(rec_c[0], cy0, cx0, best_cm, pred_c[0])
-            chroma8_pred(rec_c[1], cy0, cx0, best_cm, pred_c[1])
-            ssd_i += _code_chroma(
-                src_c,
-                pred_c,
-                steps_c,
-                cy0,
-                cx0,
-                DEADZONE_INTRA,
-                False,
-                lvc_i,
-                recc_i,
-                smc_i,
-                src16,
-                pred16,
-                rec16,
-                buf,
-            )
-            bits_i += _cost_chroma_mode(probs, best_cm, cost_table)
-            bits_i += _cost_chroma_blocks(
-                probs, lvc_i, CAT_CHROMA_INTRA, nz_c, cy0, cx0, 0, cost_table
-            )
             mode = MB_INTRA
+            early_skip = False
+            nz_save_y = nz_y[y0 // 4 : y0 // 4 + 4, x0 // 4 : x0 // 4 + 4].copy()
             if not is_intra:
-                bits_i += cost_bit(
-                    probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
-                )
-                bits_i += cost_bit(
-                    probs, CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA), 1, cost_table
-                )
-                j_intra = ssd_i + lam * bits_i
-                # -- skip candidate --
+                # -- early skip (as x264): the skip residual quantises to nothing --
                 mvp_y, mvp_x = mv_predictor(mbtype, mv, my, mx)
                 _mc_mb(ref_y, ref_c, y0, x0, mvp_y, mvp_x, skip_y, skip_c, tmp64)
-                ssd_s = _ssd_pred(src_y, src_c, y0, x0, skip_y, skip_c)
-                bits_s = cost_bit(
-                    probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 1, cost_table
-                )
-                j_skip = ssd_s + lam * bits_s
-                # -- inter candidate --
-                n_c = 0
-                cands[n_c, 0] = mvp_y
-                cands[n_c, 1] = mvp_x
-                n_c += 1
-                if mx > 0:
-                    cands[n_c, 0] = mv[my, mx - 1, 0]
-                    cands[n_c, 1] = mv[my, mx - 1, 1]
-                    n_c += 1
-                if my > 0:
-                    cands[n_c, 0] = mv[my - 1, mx, 0]
-                    cands[n_c, 1] = mv[my - 1, mx, 1]
-                    n_c += 1
-                    if mx + 1 < nmbx:
-                        cands[n_c, 0] = mv[my - 1, mx + 1, 0]
-                        cands[n_c, 1] = mv[my - 1, mx + 1, 1]
-                        n_c += 1
-                mvy, mvx = motion_search(
+                _inter_luma(
                     src_y,
-                    ref_y,
+                    skip_y,
                     y0,
                     x0,
-                    mvp_y,
-                    mvp_x,
-                    cands,
-                    n_c,
-                    search_range,
-                    lam_m,
-                    subpel,
-                    pred_y,
+                    steps_y,
+                    lv_p,
+                    rec_mb_p,
+                    sm_p,
+                    src16,
+                    pred16,
+                    rec16,
+                    buf,
+                    False,
                 )
-                _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64)
-                ssd_p = _inter_luma(
-                    src_y, pred_y, y0, x0, steps_y, lv_p, rec_mb_p, sm_p, src16, pred16, rec16, buf
-                )
-                ssd_p += _code_chroma(
+                _code_chroma(
                     src_c,
-                    pred_c,
+                    skip_c,
                     steps_c,
                     cy0,
                     cx0,
                     DEADZONE_INTER,
-                    True,
+                    False,
                     lvc_p,
                     recc_p,
                     smc_p,
@@ -660,28 +576,184 @@ def encode_mbs(
                     rec16,
                     buf,
                 )
-                bits_p = cost_bit(
-                    probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
-                )
-                bits_p += cost_bit(
-                    probs, CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA), 0, cost_table
-                )
-                bits_p += cost_mvd(probs, 0, mvy - mvp_y, _mvd_inc(mvdabs, my, mx, 0), cost_table)
-                bits_p += cost_mvd(probs, 1, mvx - mvp_x, _mvd_inc(mvdabs, my, mx, 1), cost_table)
-                for b in range(16):
-                    gby = y0 // 4 + b // 4
-                    gbx = x0 // 4 + b % 4
-                    bits_p += cost_block(
-                        probs, lv_p[b], CAT_LUMA_INTER, _cbf_inc(nz_y, gby, gbx), cost_table
-                    )
-                bits_p += _cost_chroma_blocks(
-                    probs, lvc_p, CAT_CHROMA_INTER, nz_c, cy0, cx0, 1, cost_table
-                )
-                j_inter = ssd_p + lam * bits_p
-                if j_skip <= j_inter and j_skip <= j_intra:
+                early_skip = _all_zero(lv_p) and _all_zero(lvc_p)
+                if early_skip:
                     mode = MB_SKIP
-                elif j_inter <= j_intra:
-                    mode = MB_INTER
+            if not early_skip:
+                # -- intra candidate (luma written into rec_y in place, then saved) --
+                ssd_i, bits_i = _intra_luma(
+                    src_y,
+                    rec_y,
+                    y0,
+                    x0,
+                    steps_y,
+                    lam,
+                    probs,
+                    cost_table,
+                    imode,
+                    nz_y,
+                    lv_i,
+                    modes_i,
+                    sm_i,
+                    src16,
+                    pred16,
+                    best16,
+                    rec16,
+                    buf,
+                )
+                for r in range(16):
+                    for c in range(16):
+                        rec_mb_i[16 * r + c] = rec_y[y0 + r, x0 + c]
+                best_cm = 0
+                best_cost = -1.0
+                for m in range(N_INTRA_MODES):
+                    ok = chroma8_pred(rec_c[0], cy0, cx0, m, pred_c[0])
+                    ok = ok and chroma8_pred(rec_c[1], cy0, cx0, m, pred_c[1])
+                    if not ok:
+                        continue
+                    sad = 0
+                    for comp in range(2):
+                        for r in range(8):
+                            for c in range(8):
+                                sad += abs(
+                                    np.int64(src_c[comp, cy0 + r, cx0 + c])
+                                    - pred_c[comp, 8 * r + c]
+                                )
+                    cost = sad + lam_m * _cost_chroma_mode(probs, m, cost_table)
+                    if best_cost < 0 or cost < best_cost:
+                        best_cost = cost
+                        best_cm = m
+                chroma8_pred(rec_c[0], cy0, cx0, best_cm, pred_c[0])
+                chroma8_pred(rec_c[1], cy0, cx0, best_cm, pred_c[1])
+                ssd_i += _code_chroma(
+                    src_c,
+                    pred_c,
+                    steps_c,
+                    cy0,
+                    cx0,
+                    DEADZONE_INTRA,
+                    False,
+                    lvc_i,
+                    recc_i,
+                    smc_i,
+                    src16,
+                    pred16,
+                    rec16,
+                    buf,
+                )
+                bits_i += _cost_chroma_mode(probs, best_cm, cost_table)
+                bits_i += _cost_chroma_blocks(
+                    probs, lvc_i, CAT_CHROMA_INTRA, nz_c, cy0, cx0, 0, cost_table
+                )
+                if not is_intra:
+                    bits_i += cost_bit(
+                        probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
+                    )
+                    bits_i += cost_bit(
+                        probs,
+                        CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA),
+                        1,
+                        cost_table,
+                    )
+                    j_intra = ssd_i + lam * bits_i
+                    # -- skip candidate --
+                    ssd_s = _ssd_pred(src_y, src_c, y0, x0, skip_y, skip_c)
+                    bits_s = cost_bit(
+                        probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 1, cost_table
+                    )
+                    j_skip = ssd_s + lam * bits_s
+                    # -- inter candidate --
+                    n_c = 0
+                    cands[n_c, 0] = mvp_y
+                    cands[n_c, 1] = mvp_x
+                    n_c += 1
+                    if mx > 0:
+                        cands[n_c, 0] = mv[my, mx - 1, 0]
+                        cands[n_c, 1] = mv[my, mx - 1, 1]
+                        n_c += 1
+                    if my > 0:
+                        cands[n_c, 0] = mv[my - 1, mx, 0]
+                        cands[n_c, 1] = mv[my - 1, mx, 1]
+                        n_c += 1
+                        if mx + 1 < nmbx:
+                            cands[n_c, 0] = mv[my - 1, mx + 1, 0]
+                            cands[n_c, 1] = mv[my - 1, mx + 1, 1]
+                            n_c += 1
+                    mvy, mvx = motion_search(
+                        src_y,
+                        ref_y,
+                        y0,
+                        x0,
+                        mvp_y,
+                        mvp_x,
+                        cands,
+                        n_c,
+                        search_range,
+                        lam_m,
+                        subpel,
+                        pred_y,
+                    )
+                    _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64)
+                    ssd_p = _inter_luma(
+                        src_y,
+                        pred_y,
+                        y0,
+                        x0,
+                        steps_y,
+                        lv_p,
+                        rec_mb_p,
+                        sm_p,
+                        src16,
+                        pred16,
+                        rec16,
+                        buf,
+                        True,
+                    )
+                    ssd_p += _code_chroma(
+                        src_c,
+                        pred_c,
+                        steps_c,
+                        cy0,
+                        cx0,
+                        DEADZONE_INTER,
+                        True,
+                        lvc_p,
+                        recc_p,
+                        smc_p,
+                        src16,
+                        pred16,
+                        rec16,
+                        buf,
+                    )
+                    bits_p = cost_bit(
+                        probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
+                    )
+                    bits_p += cost_bit(
+                        probs,
+                        CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA),
+                        0,
+                        cost_table,
+                    )
+                    bits_p += cost_mvd(
+                        probs, 0, mvy - mvp_y, _mvd_inc(mvdabs, my, mx, 0), cost_table
+                    )
+                    bits_p += cost_mvd(
+                        probs, 1, mvx - mvp_x, _mvd_inc(mvdabs, my, mx, 1), cost_table
+                    )
+                    for b in range(16):
+                        gby = y0 // 4 + b // 4
+                        gbx = x0 // 4 + b % 4
+                        bits_p += cost_block(
+                            probs, lv_p[b], CAT_LUMA_INTER, _cbf_inc(nz_y, gby, gbx), cost_table
+                        )
+                    bits_p += _cost_chroma_blocks(
+                        probs, lvc_p, CAT_CHROMA_INTER, nz_c, cy0, cx0, 1, cost_table
+                    )
+                    j_inter = ssd_p + lam * bits_p
+                    if j_skip <= j_inter and j_skip <= j_intra:
+                        mode = MB_SKIP
+                    elif j_inter <= j_intra:
+                        mode = MB_INTER
             # -- commit the reconstruction of the chosen mode --
             if mode == MB_INTRA:
                 for comp in range(2):

@@ -8,6 +8,7 @@ per region (real bits, the paper's size model V_r of Eq. 7, squared error).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -43,9 +44,16 @@ class FrameStats:
 
 @dataclass
 class EncodedFrame:
+    """The bytes of a frame, the decoder's (Y, Cb, Cr) planes of it and the encoder's stats."""
+
     data: bytes
-    reconstruction: np.ndarray  # RGB uint8 (H, W, 3), bit-exact with the decoder's output
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]
     stats: FrameStats
+
+    @cached_property
+    def reconstruction(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3), bit-exact with `Decoder.decode(data)`."""
+        return ycbcr420_to_rgb(*self.planes)
 
 
 class Encoder:
@@ -172,7 +180,6 @@ class Encoder:
         self._frame_number += 1
         self._last_table_id = table_id
         y_rec, cb_rec, cr_rec = lay.crop_planes(rec_y, rec_c)
-        recon = ycbcr420_to_rgb(y_rec, cb_rec, cr_rec)
         nby, nbx = -(-lay.height // 4), -(-lay.width // 4)
         err = (y_rec.astype(np.float64) - np.asarray(y, dtype=np.float64)) ** 2
         sse_blk = np.pad(err, ((0, -lay.height % 4), (0, -lay.width % 4)))
@@ -188,7 +195,7 @@ class Encoder:
             mb_modes={"intra": int(modes[0]), "inter": int(modes[1]), "skip": int(modes[2])},
             psnr_y=psnr(y_rec, np.asarray(y)),
         )
-        return EncodedFrame(data, recon, stats)
+        return EncodedFrame(data, (y_rec, cb_rec, cr_rec), stats)
 
 
 def _fold_padding(bits_blk: np.ndarray, nby: int, nbx: int) -> np.ndarray:
