@@ -164,3 +164,26 @@ def load_tables(path: str | Path) -> GradientTables:
         raise TableFileError(f"{meta_path}: invalid JSON ({exc})") from exc
     return GradientTables(steps=steps, bounds=bounds, mean_grad=mean_grad,
                           coefficients=coefficients, meta=meta)
+
+
+def model_name(model: StreamingSegmenter) -> str | None:
+    """The registry name of a model's architecture (e.g. "bisenet"), or None if unknown."""
+    from edge.models.registry import _BUILDERS
+
+    module = type(model).__module__
+    names = [name for name, target in _BUILDERS.items() if target.split(":")[0] == module]
+    return names[0] if len(names) == 1 else None
+
+
+def tables_for(model: StreamingSegmenter, path: str | Path | None = None) -> GradientTables:
+    """The table file `path`, else the tables shipped for the model (edge/tables/NAME.npz)."""
+    if path is not None:
+        return load_tables(path)
+    name = model_name(model)
+    shipped = TABLE_DIR / f"{name}.npz"
+    if name is None or not shipped.exists():
+        raise TableFileError(
+            f"no STAC tables shipped for model {name or type(model).__name__!r} ({shipped}); "
+            "build them with `stac-sim tables build --model NAME --data DIR -o FILE` "
+            "and pass the file")
+    return load_tables(shipped)

@@ -40,6 +40,7 @@ class SchemeConfig:
     quality: int = 50
     B: float = math.nan
     schedule: Mapping[int, float] = field(default_factory=dict)
+    tables: str | None = None  # STAC table file (path or model name); None: the model's shipped
 
 
 @dataclass
@@ -60,6 +61,7 @@ class SchemeError(ValueError):
 _FACTORIES: dict[str, str] = {
     "h264": "stac.schemes:h264",
     "jpeg": "stac.schemes:jpeg",
+    "stac": "stac.schemes:stac",
 }
 
 
@@ -103,3 +105,22 @@ def h264(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
 def jpeg(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
     """Plain JPEG offloading: Pillow JPEG at `config.quality`, no propagation (§VIII-A)."""
     return _offload("jpeg", config.quality, config, model)
+
+
+def stac(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
+    """STAC (§IV-V) at fixed `config.B` and `config.fps`, with the model's offline tables."""
+    from device.stac_agent import StacDevice
+    from edge.stac_agent import StacEdge
+    from edge.tables import TableFileError, tables_for
+
+    if not config.B > 0:
+        raise SchemeError(f"scheme 'stac' needs a loss-increment bound B > 0, got {config.B}")
+    try:
+        tables = tables_for(model, config.tables).table_set()
+    except TableFileError as e:
+        raise SchemeError(str(e)) from None
+    start = Config(B=float(config.B), fps=float(config.fps), t_effective=0.0)
+    device = StacDevice(tables, start, source_fps=config.source_fps,
+                        frame_size=config.frame_size)
+    edge = StacEdge(model, tables, start, schedule=config.schedule)
+    return Scheme(name="stac", device=device, edge=edge, config=start)

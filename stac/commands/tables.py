@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="tables_command", required=True, metavar="ACTION")
     p = sub.add_parser("build", help="average DCT gradients over sample frames -> L tables")
     p.add_argument("--model", required=True,
-                   help="a shipped model name or a checkpoint path (edge/checkpoints)")
+                   help="a shipped model name, a checkpoint path, or untrained:NAME "
+                        "(mechanics only)")
     p.add_argument("--data", required=True,
                    help="sample frames: a CamVid root or split folder, a video, or 'default'")
     p.add_argument("--levels", type=int, default=32, help="number of tables L (default 32)")
@@ -42,13 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from edge.models.registry import ModelError, load_model
+    from edge.models.registry import ModelError
     from edge.tables import TableSpec, average_gradients, build_tables, save_tables
     from stac.frames import FrameError, open_source
+    from stac.sim.runner import resolve_model
 
     try:
         spec = TableSpec(levels=args.levels, q_fine=args.q_fine, q_coarse=args.q_coarse)
-        model = load_model(args.model)
+        model = resolve_model(args.model)
         if args.frames < 1:
             raise ValueError(f"--frames must be >= 1, got {args.frames}")
         source = open_source(args.data, size=args.size, fps=None)

@@ -1,0 +1,167 @@
+"""The device half of STAC (§V, Fig. 8) at a given fps: flow, propagation, residual levels.
+
+Every captured frame: DIS flow to the previous raw frame (§V-A), the newest fed-back
+segmentation warped to it (§V-B), and the inter-frame difference d (§VI). Every keyframe
+(evenly spaced at the configured fps): the fed-back region levels propagated to it (l'),
+the frame coded once at l' on its own to get the 7a threshold, the residual against the
+motion-compensated previous keyframe, residual levels l'' under Eq. 7, 7a, 7b (§V-C), the
+real encode with the codec, and the complexity c of its unquantised coefficients (§VI).
+
+The codec decides intra/inter per macroblock by rate-distortion; a region that falls back
+(Eq. 7 fails) is coded at l' with that decision rather than forced intra (the codec has no
+per-region intra flag). After a configuration change the stream restarts with an intra
+frame, because the harness discards the keyframes still queued (§VII).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from device.content import ContentMeter, complexity, difference, is_keyframe
+from device.flow import DISFlow, FlowCache, FlowConfig, pixel_grid, to_grey
+from device.propagation import middle_levels, propagate_labels, propagate_levels
+from device.residual import residual_levels
+from stac.agents import DeviceAgent, DeviceOutput, Work
+from stac.codec.encoder import Encoder
+from stac.codec.labels import decode_labels
+from stac.codec.quant import TableSet
+from stac.codec.transform import rgb_to_coeffs
+from stac.protocol import Config, Content, Feedback, Keyframe
+
+
+@dataclass
+class KeyframeInfo:
+    """What the device decided for one keyframe (kept for inspection and experiments)."""
+
+    index: int
+    levels_prime: np.ndarray  # l' propagated (or the middle level)
+    levels: np.ndarray  # the map sent to the encoder
+    residual: np.ndarray | None  # regions coded as residual at l'' (None: intra frame)
+    intra: bool
+    n_bytes: int
+
+
+class StacDevice(DeviceAgent):
+    """Device agent of scheme `stac`: one object per stream."""
+
+    def __init__(self, tables: TableSet, config: Config, source_fps: float,
+                 frame_size: tuple[int, int], flow: FlowConfig | None = None,
+                 region_size: int = 6) -> None:
+        if not source_fps > 0:
+            raise ValueError(f"source_fps must be > 0, got {source_fps}")
+        self.tables = tables
+        self.config = config
+        self.source_fps = float(source_fps)
+        self.width, self.height = (int(v) for v in frame_size)
+        self.region_size = region_size
+        self.cache = FlowCache(DISFlow(flow))
+        self.encoder = Encoder(self.width, self.height, tables=tables, region_size=region_size)
+        self._scratch = Encoder(self.width, self.height, tables=tables, region_size=region_size)
+        self.meter = ContentMeter()
+        self._grey: np.ndarray | None = None
+        self._start: int | None = None  # first frame under the current configuration
+        self._labels: np.ndarray | None = None  # segmentation of the anchor keyframe
+        self._levels: np.ndarray | None = None  # region levels fed back for the anchor
+        self._prev_key: tuple[int, np.ndarray] | None = None  # (index, reconstruction)
+        self._search: np.ndarray | None = None  # l'' of the last keyframe: next search start
+        self.keyframes: list[KeyframeInfo] = []
+
+    def on_config(self, config: Config) -> None:
+        """Adopt a new fps; the next frame is a keyframe and the stream restarts intra."""
+        self.config = config
+        self._start = None
+        self.encoder.reset()
+        self._prev_key = None
+
+    def on_frame(self, index: int, t: float, frame: np.ndarray) -> DeviceOutput:
+        frame = np.asarray(frame)
+        if frame.shape != (self.height, self.width, 3):
+            raise ValueError(f"frame {index}: expected {(self.height, self.width, 3)}, "
+                             f"got {frame.shape}")
+        pixels = self.width * self.height
+        grey = to_grey(frame)
+        work = []
+        if self.cache.push(index, grey):
+            work.append(Work("flow", pixels))
+        self.meter.add(t, d=difference(grey, self._grey))
+        work.append(Work("content", pixels))
+        self._grey = grey
+        if self._start is None:
+            self._start = index
+        segmentation, propagated = None, False
+        if self._labels is not None:
+            segmentation = propagate_labels(self._labels, self.cache.to_anchor())
+            propagated = self.cache.anchor != index
+            work.append(Work("warp", pixels))
+        keyframe = None
+        if is_keyframe(index, self.config.fps, self.source_fps, start=self._start):
+            keyframe = self._keyframe(index, t, frame)
+            if self.keyframes[-1].residual is not None:
+                work.append(Work("predictive_coding", pixels))
+            work.append(Work("encode", pixels))
+        return DeviceOutput(segmentation=segmentation,
+                            result_index=self.cache.anchor if segmentation is not None else None,
+                            keyframe=keyframe, work=work, propagated=propagated)
+
+    def _levels_prime(self) -> np.ndarray:
+        """l' for the new keyframe: fed-back levels propagated along the flows (§V-B)."""
+        if self._levels is None:
+            return middle_levels(self.height, self.width, self.tables.levels, self.region_size)
+        return propagate_levels(self._levels, self.cache.to_anchor(), self.cache.covered(),
+                                self.region_size)
+
+    def _prediction(self, index: int, frame: np.ndarray) -> np.ndarray:
+        """The previous keyframe's reconstruction motion-compensated to this frame."""
+        prev_index, recon = self._prev_key
+        try:
+            flow = self.cache.flow_to(prev_index)
+        except ValueError:  # flows no longer cached: zero-motion prediction
+            return recon
+        points = pixel_grid(self.height, self.width) + flow
+        return cv2.remap(recon, points, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _keyframe(self, index: int, t: float, frame: np.ndarray) -> Keyframe:
+        lp = self._levels_prime().astype(np.int64)
+        original = rgb_to_coeffs(frame)
+        self.meter.add(t, c=complexity(original))
+        residual_mask = None
+        if self._prev_key is None:
+            levels = lp
+        else:
+            # l'-coded on its own (not sent) -> the 7a threshold and the 7b size budget
+            self._scratch.reset()
+            alone = self._scratch.encode(frame, lp, intra=True).reconstruction
+            predicted = rgb_to_coeffs(self._prediction(index, frame))
+            residual = [s - p for s, p in zip(original, predicted, strict=True)]
+            start = self._search if self._search is not None else lp
+            decision = residual_levels(original, rgb_to_coeffs(alone), residual,
+                                       self.tables.steps, lp, start=start, height=self.height,
+                                       width=self.width, region_size=self.region_size)
+            levels = decision.levels.astype(np.int64)
+            residual_mask = decision.residual
+            self._search = decision.search
+        encoded = self.encoder.encode(frame, levels)
+        self._prev_key = (index, encoded.reconstruction)
+        self.keyframes.append(KeyframeInfo(index=index, levels_prime=lp, levels=levels,
+                                           residual=residual_mask, intra=encoded.stats.intra,
+                                           n_bytes=len(encoded.data)))
+        return Keyframe(index=index, t_capture=t, payload=encoded.data)
+
+    def on_feedback(self, feedback: Feedback) -> list[Work]:
+        """Cache the segmentation and region levels of a keyframe newer than the anchor."""
+        if self.cache.anchor is not None and feedback.index <= self.cache.anchor:
+            return []
+        try:
+            self.cache.set_anchor(feedback.index)
+        except ValueError:  # too old to propagate from (flows dropped): keep the current one
+            return []
+        self._labels = decode_labels(feedback.segmentation)
+        self._levels = decode_labels(feedback.levels).astype(np.int64)
+        return []
+
+    def content(self, second: int) -> Content | None:
+        """Mean c and d of that second (§VI)."""
+        return self.meter.second(second)

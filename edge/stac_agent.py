@@ -1,0 +1,68 @@
+"""The edge half of STAC (§IV-B, Fig. 5) at a given B: decode, segment, gradients, Algorithm 1.
+
+Every keyframe: decode with the codec, DCT the decoded frame once more and back-propagate
+the fake-label loss to every coefficient (§IV-B, §V-C (i)) in the same streaming step that
+yields the segmentation, pick one table level per region with Algorithm 1 at the bound B,
+and feed both back as PNG bytes (segmentation map and region-level map). B is fixed here;
+an optional fps schedule starts new configurations at given seconds (fixed-configuration
+sweeps); the B/fps tuner of §VI is a later issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edge.gradients import dct_gradients
+from edge.models.base import StreamingSegmenter
+from edge.selection import select_levels
+from stac.agents import EdgeAgent, EdgeOutput, Work
+from stac.codec.decoder import Decoder
+from stac.codec.labels import encode_labels
+from stac.codec.quant import TableSet
+from stac.protocol import Config, Content, Feedback, Keyframe
+
+
+class StacEdge(EdgeAgent):
+    """Edge agent of scheme `stac`: one object per connected device."""
+
+    def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
+                 region_size: int = 6, schedule: Mapping[int, float] | None = None) -> None:
+        if not config.B > 0:
+            raise ValueError(f"STAC needs a loss-increment bound B > 0, got {config.B}")
+        self.model = model
+        self.tables = tables
+        self.config = config
+        self.region_size = region_size
+        self.schedule = dict(schedule or {})
+        if any(not fps > 0 for fps in self.schedule.values()):
+            raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
+        self.decoder = Decoder(tables)
+        self._state: Any = model.initial_state()
+        self.last_levels: np.ndarray | None = None
+
+    def on_keyframe(self, keyframe: Keyframe) -> EdgeOutput:
+        """Decode, segment + gradients (one step), Algorithm 1, feedback as real bytes."""
+        rgb = self.decoder.decode(keyframe.payload)
+        h, w = rgb.shape[:2]
+        grads, self._state = dct_gradients(self.model, rgb, self._state)
+        levels = select_levels(grads.planes, self.tables.steps, self.config.B, h, w,
+                               self.region_size)
+        self.last_levels = levels
+        feedback = Feedback(index=keyframe.index, segmentation=encode_labels(grads.labels),
+                            levels=encode_labels(levels.astype(np.uint8)))
+        pixels = h * w
+        return EdgeOutput(feedback=feedback, work=[
+            Work("decode", pixels), Work("inference", pixels), Work("gradient", pixels),
+            Work("strategy", pixels)])
+
+    def on_second(self, second: int, bitrate_kbps: float, bandwidth_kbps: float,
+                  content: Content | None) -> Config | None:
+        """A new configuration when the schedule names the next second, else None."""
+        fps = self.schedule.get(second + 1)
+        if fps is None:
+            return None
+        self.config = Config(B=self.config.B, fps=float(fps), t_effective=float(second + 1))
+        return self.config
