@@ -111,6 +111,7 @@ class DeviceClient:
         self._down_since: float | None = None
         self._down_reason = "not connected"
         self._camera_started = False
+        self._sessions = 0
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
 
@@ -184,6 +185,10 @@ class DeviceClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff[1])
                 continue
+            if self._sessions:  # a fresh edge agent: restart the stream under the current
+                # configuration (a new x264 stream starts with an IDR frame, say)
+                await self._on_device(lambda: self.agent.on_config(self.config))
+            self._sessions += 1
             self._mark_up()
             delay = self.backoff[0]
             self._writer = writer

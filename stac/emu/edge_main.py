@@ -103,8 +103,10 @@ class ComputeWorker:
                 if not future.cancelled():
                     future.set_result(result)
             finally:
-                self.busy_s += time.monotonic() - t0
+                took = time.monotonic() - t0
+                self.busy_s += took
                 self.jobs += 1
+                log.debug("compute job %d took %.3f s; %d waiting", self.jobs, took, self.pending)
 
     def stats(self) -> dict[str, Any]:
         """Utilisation and queue length since the worker started."""
@@ -213,20 +215,20 @@ class EdgeServer:
         if self.active >= self.options.max_devices:
             raise ProtocolError(ErrorCode.BUSY,
                                 f"edge serves its maximum of {self.options.max_devices} devices")
-        try:
-            agent = await self.worker.call(lambda: self.factory(hello), priority=0)
-        except SchemeError as exc:
-            raise ProtocolError(ErrorCode.UNKNOWN_SCHEME, str(exc)) from None
-        except (ValueError, TypeError) as exc:
-            raise ProtocolError(ErrorCode.MALFORMED, f"bad HELLO config: {exc}") from None
-        stats = DeviceStats(device_id=hello.device_id, scheme=hello.scheme, peer=peer,
-                            t_connected=time.monotonic() - self.worker.t_start)
-        self.sessions.append(stats)
         if self.active == 0:
             self._active_since = time.monotonic()
         self.active += 1
-        log.info("device %s (%s) connected from %s", hello.device_id, hello.scheme, peer)
+        stats = DeviceStats(device_id=hello.device_id, scheme=hello.scheme, peer=peer,
+                            t_connected=time.monotonic() - self.worker.t_start)
         try:
+            try:
+                agent = await self.worker.call(lambda: self.factory(hello), priority=0)
+            except SchemeError as exc:
+                raise ProtocolError(ErrorCode.UNKNOWN_SCHEME, str(exc)) from None
+            except (ValueError, TypeError) as exc:
+                raise ProtocolError(ErrorCode.MALFORMED, f"bad HELLO config: {exc}") from None
+            self.sessions.append(stats)
+            log.info("device %s (%s) connected from %s", hello.device_id, hello.scheme, peer)
             await protocol.write_message(writer, protocol.Hello(
                 device_id="edge", scheme=hello.scheme, config={"model": self.model}))
             stats.close_reason = await self._serve(agent, reader, writer, stats)
