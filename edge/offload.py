@@ -28,7 +28,8 @@ _SPS = 7  # H.264 NAL unit type of a sequence parameter set
 def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
             ) -> tuple[np.ndarray, Any]:
     """One streaming step of `model` on an RGB uint8 frame -> ((H, W) uint8 labels, state)."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+    rgb = np.require(rgb, np.uint8, ["C", "W"])  # torch wants a writable array; copies if not
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
     with torch.inference_mode():
         logits, state = model.step(x, state)
     return logits.argmax(1)[0].to(torch.uint8).numpy(), state
