@@ -228,7 +228,8 @@ def _intra_luma(
     rec,
     y0,
     x0,
-    steps_y,
+    tab,
+    lvl_y,
     lam,
     probs,
     cost_table,
@@ -268,7 +269,7 @@ def _intra_luma(
                 best_mode = m
                 for i in range(16):
                     best16[i] = pred16[i]
-        steps = steps_y[gby, gbx]
+        steps = tab[lvl_y[gby, gbx], 0]
         lv = lv_out[b]
         sm_out[b] = quantise_block(src16, best16, steps, DEADZONE_INTRA, lv, buf)
         reconstruct_block(best16, lv, steps, buf, rec16)
@@ -293,7 +294,8 @@ def _intra_luma(
 def _code_chroma(
     src_c,
     pred_c,
-    steps_c,
+    tab,
+    lvl_c,
     cy0,
     cx0,
     deadzone,
@@ -318,7 +320,7 @@ def _code_chroma(
                 for c in range(4):
                     src16[4 * r + c] = src_c[comp, cy0 + oy + r, cx0 + ox + c]
                     pred16[4 * r + c] = pred_c[comp, 8 * (oy + r) + ox + c]
-            steps = steps_c[comp, (cy0 + oy) // 4, (cx0 + ox) // 4]
+            steps = tab[lvl_c[(cy0 + oy) // 4, (cx0 + ox) // 4], 1 + comp]
             sm_out[comp * 4 + b] = quantise_block(
                 src16, pred16, steps, deadzone, lv_out[comp * 4 + b], buf
             )
@@ -334,7 +336,7 @@ def _code_chroma(
                 for c in range(4):
                     src16[4 * r + c] = src_c[comp, cy0 + oy + r, cx0 + ox + c]
                     pred16[4 * r + c] = pred_c[comp, 8 * (oy + r) + ox + c]
-            steps = steps_c[comp, (cy0 + oy) // 4, (cx0 + ox) // 4]
+            steps = tab[lvl_c[(cy0 + oy) // 4, (cx0 + ox) // 4], 1 + comp]
             reconstruct_block(pred16, lv_out[comp * 4 + b], steps, buf, rec16)
             for r in range(4):
                 for c in range(4):
@@ -369,7 +371,7 @@ def _cost_chroma_blocks(probs, lv, cat, nz_c, cy0, cx0, inter, cost_table):
 
 @njit(cache=True)
 def _inter_luma(
-    src, pred_y, y0, x0, steps_y, lv_out, rec_out, sm_out, src16, pred16, rec16, buf, decimate
+    src, pred_y, y0, x0, tab, lvl_y, lv_out, rec_out, sm_out, src16, pred16, rec16, buf, decimate
 ):
     """Quantise, decimate (per 8x8 and per MB, JM rule) and reconstruct the luma residual of
     an inter MB given its 16x16 prediction. Returns SSD."""
@@ -381,7 +383,7 @@ def _inter_luma(
             for c in range(4):
                 src16[4 * r + c] = src[y0 + 4 * by + r, x0 + 4 * bx + c]
                 pred16[4 * r + c] = pred_y[16 * (4 * by + r) + 4 * bx + c]
-        steps = steps_y[(y0 // 4) + by, (x0 // 4) + bx]
+        steps = tab[lvl_y[(y0 // 4) + by, (x0 // 4) + bx], 0]
         sm_out[b] = quantise_block(src16, pred16, steps, DEADZONE_INTER, lv_out[b], buf)
         score8[(by // 2) * 2 + bx // 2] += decimation_score(lv_out[b])
     total = 0
@@ -405,7 +407,7 @@ def _inter_luma(
             for c in range(4):
                 src16[4 * r + c] = src[y0 + 4 * by + r, x0 + 4 * bx + c]
                 pred16[4 * r + c] = pred_y[16 * (4 * by + r) + 4 * bx + c]
-        steps = steps_y[(y0 // 4) + by, (x0 // 4) + bx]
+        steps = tab[lvl_y[(y0 // 4) + by, (x0 // 4) + bx], 0]
         reconstruct_block(pred16, lv_out[b], steps, buf, rec16)
         for r in range(4):
             for c in range(4):
@@ -480,8 +482,9 @@ def encode_mbs(
     ref_c,
     rec_y,
     rec_c,
-    steps_y,
-    steps_c,
+    tab,
+    lvl_y,
+    lvl_c,
     lam_mb,
     is_intra,
     search_range,
@@ -550,7 +553,8 @@ def encode_mbs(
                     skip_y,
                     y0,
                     x0,
-                    steps_y,
+                    tab,
+                    lvl_y,
                     lv_p,
                     rec_mb_p,
                     sm_p,
@@ -563,7 +567,8 @@ def encode_mbs(
                 _code_chroma(
                     src_c,
                     skip_c,
-                    steps_c,
+                    tab,
+                    lvl_c,
                     cy0,
                     cx0,
                     DEADZONE_INTER,
@@ -586,7 +591,8 @@ def encode_mbs(
                     rec_y,
                     y0,
                     x0,
-                    steps_y,
+                    tab,
+                    lvl_y,
                     lam,
                     probs,
                     cost_table,
@@ -628,7 +634,8 @@ def encode_mbs(
                 ssd_i += _code_chroma(
                     src_c,
                     pred_c,
-                    steps_c,
+                    tab,
+                    lvl_c,
                     cy0,
                     cx0,
                     DEADZONE_INTRA,
@@ -699,7 +706,8 @@ def encode_mbs(
                         pred_y,
                         y0,
                         x0,
-                        steps_y,
+                        tab,
+                        lvl_y,
                         lv_p,
                         rec_mb_p,
                         sm_p,
@@ -712,7 +720,8 @@ def encode_mbs(
                     ssd_p += _code_chroma(
                         src_c,
                         pred_c,
-                        steps_c,
+                        tab,
+                        lvl_c,
                         cy0,
                         cx0,
                         DEADZONE_INTER,
@@ -906,7 +915,7 @@ def encode_mbs(
 
 
 @njit(cache=True)
-def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, steps_y, steps_c, mbtype):
+def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype):
     """Decode all macroblocks of a frame into rec_y/rec_c; returns an error code (0 = ok)."""
     h, w = rec_y.shape
     nmby = h // 16
@@ -969,7 +978,7 @@ def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, steps_y, st
                     if err != 0:
                         return err
                     nz_y[gby, gbx] = nz
-                    reconstruct_block(pred16, lv, steps_y[gby, gbx], fbuf, rec16)
+                    reconstruct_block(pred16, lv, tab[lvl_y[gby, gbx], 0], fbuf, rec16)
                     for r in range(4):
                         for c in range(4):
                             rec_y[py + r, px + c] = rec16[4 * r + c]
@@ -1037,7 +1046,7 @@ def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, steps_y, st
                     for r in range(4):
                         for c in range(4):
                             pred16[4 * r + c] = pred_y[16 * (4 * by + r) + 4 * bx + c]
-                    reconstruct_block(pred16, lv, steps_y[gby, gbx], fbuf, rec16)
+                    reconstruct_block(pred16, lv, tab[lvl_y[gby, gbx], 0], fbuf, rec16)
                     for r in range(4):
                         for c in range(4):
                             rec_y[y0 + 4 * by + r, x0 + 4 * bx + c] = rec16[4 * r + c]
@@ -1063,7 +1072,7 @@ def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, steps_y, st
                 for r in range(4):
                     for c in range(4):
                         pred16[4 * r + c] = pred_c[comp, 8 * (oy + r) + ox + c]
-                reconstruct_block(pred16, lv, steps_c[comp, cby, cbx], fbuf, rec16)
+                reconstruct_block(pred16, lv, tab[lvl_c[cby, cbx], 1 + comp], fbuf, rec16)
                 for r in range(4):
                     for c in range(4):
                         rec_c[comp, cy0 + oy + r, cx0 + ox + c] = rec16[4 * r + c]

@@ -94,12 +94,23 @@ class Decoder:
             err = core.ERR_TRUNCATED
         if err != 0:
             raise BitstreamError(f"level map: {_ERRORS.get(err, f'error {err}')}")
-        steps_y, steps_c = lay.step_arrays(tables, level_map)
+        lvl_y, lvl_c = lay.level_arrays(level_map)
         rec_y = np.zeros((ph, pw), dtype=np.uint8)
         rec_c = np.zeros((2, ph // 2, pw // 2), dtype=np.uint8)
         mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
         err = core.decode_mbs(
-            ds, payload, probs, header.intra, ref_y, ref_c, rec_y, rec_c, steps_y, steps_c, mbtype
+            ds,
+            payload,
+            probs,
+            header.intra,
+            ref_y,
+            ref_c,
+            rec_y,
+            rec_c,
+            tables.steps,
+            lvl_y,
+            lvl_c,
+            mbtype,
         )
         if err != 0:
             raise BitstreamError(f"macroblock data: {_ERRORS.get(err, f'error {err}')}")

@@ -120,8 +120,8 @@ class Encoder:
         level_map = self._level_map(levels)
         intra = intra or self._ref is None
         src_y, src_c = lay.pad_planes(y, cb, cr)
-        steps_y, steps_c = lay.step_arrays(self.tables, level_map)
-        lam = lay.lambdas(steps_y)
+        lvl_y, lvl_c = lay.level_arrays(level_map)
+        lam = lay.lambdas(self.tables, lvl_y)
         ph, pw = lay.padded
         ref_y, ref_c = self._ref if not intra else (src_y, src_c)
         table_id = self.tables.table_id
@@ -161,8 +161,9 @@ class Encoder:
                 ref_c,
                 rec_y,
                 rec_c,
-                steps_y,
-                steps_c,
+                self.tables.steps,
+                lvl_y,
+                lvl_c,
                 lam,
                 intra,
                 self.search_range,

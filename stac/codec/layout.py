@@ -1,4 +1,4 @@
-"""Frame geometry shared by encoder and decoder: 16-padded planes, per-block steps, lambda."""
+"""Frame geometry shared by encoder and decoder: 16-padded planes, block levels, lambda."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stac.codec.color import pad_to_multiple
-from stac.codec.quant import TableSet, block_steps, region_grid_shape
+from stac.codec.quant import TableSet, expand_levels, region_grid_shape
 
 # Lagrangian of H.264's reference encoder, lambda = 0.85 * 2**((QP - 12) / 3), rewritten in
 # terms of the quantiser step (QP = 6 log2(q / 0.625)): lambda = 0.85 / 6.25 * q**2.
@@ -41,16 +41,17 @@ class FrameLayout:
         ch, cw = (self.height + 1) // 2, (self.width + 1) // 2
         return y[: self.height, : self.width], chroma[0, :ch, :cw], chroma[1, :ch, :cw]
 
-    def step_arrays(self, tables: TableSet, level_map: np.ndarray):
-        """Steps of every luma block (nby, nbx, 16) and chroma block (2, ncy, ncx, 16)."""
+    def level_arrays(self, level_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table level of every luma block (nby, nbx) and chroma block (ncy, ncx), padded size."""
         ph, pw = self.padded
         r = self.region_size
-        steps_y = block_steps(tables, level_map, ph // 4, pw // 4, r, 0)
-        steps_c = np.stack([block_steps(tables, level_map, ph // 8, pw // 8, r, c) for c in (1, 2)])
-        return np.ascontiguousarray(steps_y), np.ascontiguousarray(steps_c)
+        lvl_y = expand_levels(level_map, ph // 4, pw // 4, r)
+        lvl_c = expand_levels(level_map, ph // 8, pw // 8, r, chroma=True)
+        return np.ascontiguousarray(lvl_y, dtype=np.int64), np.ascontiguousarray(lvl_c, np.int64)
 
-    def lambdas(self, steps_y: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def lambdas(tables: TableSet, lvl_y: np.ndarray) -> np.ndarray:
         """Lagrange multiplier per macroblock from the geometric-mean luma step of its blocks."""
-        q2 = np.exp(2.0 * np.log(steps_y).mean(axis=-1))
+        q2 = np.exp(2.0 * np.log(tables.steps[:, 0, :]).mean(axis=-1))[lvl_y]
         nby, nbx = q2.shape
         return LAMBDA_PER_STEP2 * q2.reshape(nby // 4, 4, nbx // 4, 4).mean(axis=(1, 3))

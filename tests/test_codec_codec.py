@@ -1,0 +1,132 @@
+"""The project's codec end to end: closed loop, rate control by levels, per-region tables,
+table sets in the stream, frame sizes, and stream validation."""
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from stac.codec import Decoder, Encoder, TableSet, default_tables
+from stac.codec.bitstream import HEADER_SIZE
+from stac.codec.color import psnr, rgb_to_ycbcr420
+from stac.codec.errors import BitstreamError
+
+
+@pytest.fixture(scope="module")
+def clip(shared_data):
+    """Eight real dash-cam frames resized to 160x96 (a real scene, small and fast)."""
+    frames = []
+    with av.open(str(shared_data / "videos" / "solidWhiteRight.mp4")) as container:
+        for frame in container.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            frames.append(cv2.resize(rgb, (160, 96), interpolation=cv2.INTER_AREA))
+            if len(frames) == 8:
+                break
+    return frames
+
+
+def _roundtrip(frames, enc, dec, levels, intra_at=()):
+    out = []
+    for i, f in enumerate(frames):
+        ef = enc.encode(f, levels, intra=i in intra_at)
+        rgb = dec.decode(ef.data)
+        assert np.array_equal(rgb, ef.reconstruction), f"frame {i} decoder != encoder"
+        out.append(ef)
+    return out
+
+
+def test_closed_loop_ippp_is_bit_exact_and_predicts(clip):
+    enc, dec = Encoder(160, 96), Decoder()
+    coded = _roundtrip(clip, enc, dec, 28, intra_at=(5,))
+    assert [c.stats.intra for c in coded] == [True, False, False, False, False, True, False, False]
+    p_sizes = [c.stats.n_bytes for c in coded if not c.stats.intra]
+    assert max(p_sizes) < min(coded[0].stats.n_bytes, coded[5].stats.n_bytes)
+    modes = {k: sum(c.stats.mb_modes[k] for c in coded[1:5]) for k in ("inter", "skip")}
+    assert modes["inter"] > 0 and modes["skip"] > 0
+    for f, c in zip(clip, coded, strict=True):
+        assert psnr(c.planes[0], rgb_to_ycbcr420(f)[0]) == pytest.approx(c.stats.psnr_y)
+        assert c.stats.psnr_y > 36
+
+
+def test_levels_trade_bytes_for_quality(clip):
+    results = []
+    for level in (20, 30, 40):
+        enc, dec = Encoder(160, 96), Decoder()
+        coded = _roundtrip(clip[:3], enc, dec, level)
+        results.append(
+            (sum(c.stats.n_bytes for c in coded), np.mean([c.stats.psnr_y for c in coded]))
+        )
+    sizes, quality = zip(*results, strict=True)
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert quality[0] > quality[1] + 2 > quality[2] + 4
+
+
+@pytest.mark.parametrize("size", [(77, 45), (16, 16), (33, 17), (200, 8)])
+def test_arbitrary_frame_sizes(clip, size):
+    w, h = size
+    frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in clip[:3]]
+    enc, dec = Encoder(w, h, region_size=3), Decoder()
+    coded = _roundtrip(frames, enc, dec, 26)
+    assert coded[0].reconstruction.shape == (h, w, 3)
+    assert coded[0].stats.region_bits.shape == enc.grid
+
+
+def test_region_bits_and_size_model_account_for_the_frame(clip):
+    enc = Encoder(160, 96)
+    for f in clip[:2]:
+        st = enc.encode(f, 26).stats
+        payload_bits = 8 * (st.n_bytes - HEADER_SIZE)
+        # every coded bit is attributed to a region (the level map and the coder flush are not)
+        assert 0.9 * payload_bits < st.region_bits.sum() <= payload_bits
+        assert np.all(st.region_bits >= 0) and np.all(st.region_size_model >= 0)
+        # the paper's size model (Eq. 2) tracks the real bits across regions
+        assert np.corrcoef(st.region_bits.ravel(), st.region_size_model.ravel())[0, 1] > 0.8
+
+
+def test_frequency_shaped_tables_travel_in_the_stream(clip):
+    base = default_tables().steps[[20, 26, 32, 38]]
+    shaped = base.copy()
+    weight = 1.0 + np.add.outer(np.arange(4), np.arange(4)).ravel() / 2.0  # coarser high freqs
+    shaped[:, 0, :] *= weight
+    tables = TableSet(shaped)
+    enc = Encoder(160, 96, tables=tables)
+    dec = Decoder()  # knows only the default set: learns this one from the intra frame
+    coded = _roundtrip(clip[:3], enc, dec, 2)
+    table_bytes = 4 * 96
+    assert coded[0].stats.n_bytes > table_bytes and coded[1].stats.n_bytes > 0
+    flat = Encoder(160, 96, tables=TableSet(base)).encode(clip[0], 2)
+    assert coded[0].stats.n_bytes - table_bytes < flat.stats.n_bytes - table_bytes
+    # a decoder that never saw the intra frame cannot know the table set of a P frame
+    with pytest.raises(BitstreamError, match="unknown table set"):
+        Decoder().decode(coded[1].data)
+    # ... unless it is given the set up front; then the missing reference is the problem
+    with pytest.raises(BitstreamError, match="no reference"):
+        Decoder(tables=tables).decode(coded[1].data)
+
+
+def test_decoder_checks_the_reference(clip):
+    enc, dec = Encoder(160, 96), Decoder()
+    i0 = enc.encode(clip[0], 30).data
+    p1 = enc.encode(clip[1], 30).data
+    p2 = enc.encode(clip[2], 30).data
+    dec.decode(i0)
+    with pytest.raises(BitstreamError, match="predicts from frame 1"):
+        dec.decode(p2)  # p1 was lost: the decoder holds frame 0
+    dec.decode(p1)
+    dec.decode(p2)
+    other = Encoder(96, 64).encode(cv2.resize(clip[0], (96, 64)), 30).data
+    dec.decode(other)  # an intra frame of another size restarts the stream
+    with pytest.raises(BitstreamError, match="against a 96x64 reference"):
+        dec.decode(p2)
+
+
+def test_encoder_rejects_bad_inputs(clip):
+    enc = Encoder(160, 96)
+    with pytest.raises(ValueError, match="level map shape"):
+        enc.encode(clip[0], np.zeros((2, 2), dtype=int))
+    with pytest.raises(ValueError, match="levels must be in"):
+        enc.encode(clip[0], 52)
+    with pytest.raises(ValueError, match="expected an RGB uint8 frame"):
+        enc.encode(clip[0][:50], 30)
+    with pytest.raises(ValueError):
+        Encoder(0, 10)
