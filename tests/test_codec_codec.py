@@ -1,7 +1,6 @@
 """The project's codec end to end: closed loop, rate control by levels, per-region tables,
 table sets in the stream, frame sizes, and stream validation."""
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -10,19 +9,14 @@ from stac.codec import Decoder, Encoder, TableSet, default_tables
 from stac.codec.bitstream import HEADER_SIZE
 from stac.codec.color import psnr, rgb_to_ycbcr420
 from stac.codec.errors import BitstreamError
+from stac.frames import open_video
 
 
 @pytest.fixture(scope="module")
 def clip(shared_data):
     """Eight real dash-cam frames resized to 160x96 (a real scene, small and fast)."""
-    frames = []
-    with av.open(str(shared_data / "videos" / "solidWhiteRight.mp4")) as container:
-        for frame in container.decode(video=0):
-            rgb = frame.to_ndarray(format="rgb24")
-            frames.append(cv2.resize(rgb, (160, 96), interpolation=cv2.INTER_AREA))
-            if len(frames) == 8:
-                break
-    return frames
+    video = shared_data / "videos" / "solidWhiteRight.mp4"
+    return [f.rgb for f in open_video(video, size=(160, 96), max_frames=8)]
 
 
 def _roundtrip(frames, enc, dec, levels, intra_at=()):

@@ -3,8 +3,6 @@ anything else (no crash, hang or unbounded allocation)."""
 
 import struct
 
-import av
-import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,18 +10,15 @@ from hypothesis import strategies as st
 
 from stac.codec import BitstreamError, Decoder, Encoder, TableSet, default_tables
 from stac.codec.bitstream import HEADER_SIZE, VERSION
+from stac.frames import open_video
 
 W, H = 64, 48
 
 
 @pytest.fixture(scope="module")
 def streams(shared_data):
-    frames = []
-    with av.open(str(shared_data / "videos" / "solidWhiteRight.mp4")) as container:
-        for frame in container.decode(video=0):
-            frames.append(cv2.resize(frame.to_ndarray(format="rgb24"), (W, H), cv2.INTER_AREA))
-            if len(frames) == 3:
-                break
+    video = shared_data / "videos" / "solidWhiteRight.mp4"
+    frames = [f.rgb for f in open_video(video, size=(W, H), max_frames=3)]
     enc = Encoder(W, H, region_size=2)
     grid = enc.grid
     levels = np.random.default_rng(0).integers(20, 40, size=grid)

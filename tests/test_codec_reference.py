@@ -1,21 +1,19 @@
 """Reference codecs: x264 through PyAV and JPEG through Pillow return real, decodable bytes."""
 
-import av
 import numpy as np
 import pytest
 
 from stac.codec.color import psnr
 from stac.codec.errors import BitstreamError
 from stac.codec.reference import X264Decoder, X264Encoder, jpeg_decode, jpeg_encode
+from stac.frames import open_video
 
 
 @pytest.fixture(scope="module")
 def clip(shared_data):
     """First 12 frames of the real dash-cam clip, cropped to 96x160 (small and fast)."""
-    with av.open(str(shared_data / "videos" / "solidWhiteRight.mp4")) as container:
-        decoded = zip(range(12), container.decode(video=0), strict=False)
-        frames = [f.to_ndarray(format="rgb24") for _, f in decoded]
-    return [np.ascontiguousarray(f[300:396, 400:560]) for f in frames]
+    video = shared_data / "videos" / "solidWhiteRight.mp4"
+    return [np.ascontiguousarray(f.rgb[300:396, 400:560]) for f in open_video(video, max_frames=12)]
 
 
 def _nal_types(data: bytes) -> list[int]:

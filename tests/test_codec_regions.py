@@ -1,23 +1,17 @@
 """Non-uniform levels (STAC §IV-B): two region maps move sizes and distortions per region
 as the tables say."""
 
-import av
-import cv2
 import numpy as np
 import pytest
 
 from stac.codec import Decoder, Encoder
+from stac.frames import open_video
 
 
 @pytest.fixture(scope="module")
 def frames(shared_data):
-    out = []
-    with av.open(str(shared_data / "videos" / "solidWhiteRight.mp4")) as container:
-        for frame in container.decode(video=0):
-            out.append(cv2.resize(frame.to_ndarray(format="rgb24"), (192, 144), cv2.INTER_AREA))
-            if len(out) == 2:
-                break
-    return out
+    video = shared_data / "videos" / "solidWhiteRight.mp4"
+    return [f.rgb for f in open_video(video, size=(192, 144), max_frames=2)]
 
 
 def _checkerboard(grid, fine, coarse, phase):
@@ -50,9 +44,13 @@ def test_swapped_region_maps_swap_bits_and_distortion(frames, inter):
 
     bits_tie, bits_up = moves(st_a.region_bits, st_b.region_bits, True, tie=2.0)
     sse_tie, sse_down = moves(st_a.region_sse, st_b.region_sse, False, tie=0.0)
-    # (inter: a skipped region's error also depends on the MVs its neighbours chose)
-    assert bits_tie == 1.0 and sse_tie >= (0.95 if inter else 1.0)
+    # (inter: the error of a region skipped under both maps depends on the motion vectors its
+    # neighbours chose, so a few regions may go either way)
+    assert bits_tie == 1.0 and sse_tie >= (0.85 if inter else 1.0)
     assert min(bits_up, sse_down) > (0.6 if inter else 0.9)
+    sse_fine = st_a.region_sse[finer_in_a].sum() + st_b.region_sse[~finer_in_a].sum()
+    sse_coarse = st_b.region_sse[finer_in_a].sum() + st_a.region_sse[~finer_in_a].sum()
+    assert sse_fine < 0.5 * sse_coarse
     # The paper's size model moves the same way.
     model_up = np.where(
         finer_in_a,
