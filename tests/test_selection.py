@@ -15,8 +15,9 @@ def brute_force(grads, steps, B, height, width, region_size):
     out = np.zeros((rows, cols), int)
     for rr in range(rows):
         for rc in range(cols):
-            pixels = sum(1 for y in range(height) for x in range(width)
-                         if y // side == rr and x // side == rc)
+            rows_in = [y for y in range(height) if y // side == rr]
+            cols_in = [x for x in range(width) if x // side == rc]
+            pixels = len(rows_in) * len(cols_in)
             budget = B * pixels / (height * width)
             best = np.inf
             for level in range(steps.shape[0]):
@@ -36,7 +37,7 @@ def brute_force(grads, steps, B, height, width, region_size):
     return out
 
 
-@pytest.mark.parametrize("height,width,region_size", [(52, 70, 2), (100, 130, 6), (48, 48, 3)])
+@pytest.mark.parametrize("height,width,region_size", [(52, 70, 2), (50, 100, 6), (48, 48, 3)])
 def test_algorithm1_matches_brute_force(height, width, region_size):
     rng = np.random.default_rng(height)
     nby, nbx = -(-height // 8) * 2, -(-width // 8) * 2  # the codec pads luma to 8 pixels
@@ -44,8 +45,8 @@ def test_algorithm1_matches_brute_force(height, width, region_size):
     grads = [rng.standard_cauchy((nby, nbx, 16)) * 1e-5,
              rng.standard_cauchy((nby // 2, nbx // 2, 16)) * 1e-5,
              rng.standard_cauchy((nby // 2, nbx // 2, 16)) * 1e-5]
-    steps = np.sort(rng.uniform(1, 50, (12, 3, 16)), axis=0)
-    steps *= np.geomspace(1, 40, 12)[:, None, None]
+    steps = np.sort(rng.uniform(1, 50, (10, 3, 16)), axis=0)
+    steps *= np.geomspace(1, 40, 10)[:, None, None]
     total = region_gradient_sums(grads, height, width, region_size)
     assert total.sum() == pytest.approx(sum(np.abs(g).sum() for g in grads))
     typical = total.sum() * np.median(steps) / 2  # B at which a middle level fits on average
