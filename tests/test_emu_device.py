@@ -14,14 +14,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-STREAM = ["--scheme", "jpeg", "--model", "untrained:bisenet", "--size", "64x48", "--seed", "0"]
+STREAM = ["--scheme", "jpeg", "--model", "untrained:bisenet", "--size", "64x48", "--seed", "0",
+          "--threads", "1"]
 
 
 def _edge(port: int, *extra: str) -> tuple[subprocess.Popen, int]:
     """Start `stac-edge serve` on loopback; returns it and its port once it listens."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", str(port),
-         "--model", "untrained:bisenet", "--seed", "0", *extra],
+         "--model", "untrained:bisenet", "--seed", "0", "--threads", "1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     assert line.startswith("stac-edge listening on 127.0.0.1:"), line

@@ -8,6 +8,7 @@ import logging
 import struct
 
 import pytest
+import torch
 
 from stac import protocol as P
 from stac.codec.labels import decode_labels
@@ -25,8 +26,11 @@ TOKEN = "s3cret"
 
 @pytest.fixture(scope="module")
 def model():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `stac-sim emulate` runs its processes
     seed_everything(0)
-    return resolve_model("untrained:bisenet")  # mechanics only: bytes, queueing, sessions
+    yield resolve_model("untrained:bisenet")  # mechanics only: bytes, queueing, sessions
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +184,14 @@ def test_unknown_scheme_and_max_devices(model, jpeg_frames):
     assert "nope" in unknown.text
     assert isinstance(busy, P.Error) and busy.code == ErrorCode.BUSY
     assert len(feedback) == len(jpeg_frames)
+
+
+def test_scheme_config_travels_in_hello():
+    config = SchemeConfig(source_fps=25.0, frame_size=(W, H), fps=5.0, B=0.5,
+                          schedule={3: 2.0, 6: 10.0})
+    hello = P.decode(P.encode(P.Hello("d", "stac", scheme_config_to_json(config))))
+    assert scheme_config_from_json(hello.config) == config
+    with pytest.raises(ValueError, match="unknown"):
+        scheme_config_from_json({**hello.config, "colour": "red"})
+    with pytest.raises(ValueError, match="misses"):
+        scheme_config_from_json({"fps": 5.0})

@@ -40,7 +40,7 @@ def _stream_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--trace", str(args.trace), "--video", str(args.video), "--scheme", args.scheme,
             "--model", args.model, "--fps", repr(args.fps), "--qp", str(args.qp),
             "--quality", str(args.quality), "--delay-ms", repr(args.delay_ms),
-            "--seed", str(args.seed)]
+            "--seed", str(args.seed), "--threads", str(_threads(args))]
     optional = {"--size": None if args.size is None else f"{args.size[0]}x{args.size[1]}",
                 "--source-fps": args.source_fps, "--duration": args.duration,
                 "--downlink-delay-ms": args.downlink_delay_ms,
@@ -52,6 +52,11 @@ def _stream_argv(args: argparse.Namespace) -> list[str]:
     if args.no_cache:
         argv.append("--no-cache")
     return argv
+
+
+def _threads(args: argparse.Namespace) -> int:
+    """Torch threads per process: 1 unless asked (N+1 processes share the cores)."""
+    return 1 if getattr(args, "threads", None) is None else args.threads
 
 
 def _frames_written(path: Path) -> int:
@@ -92,6 +97,7 @@ def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
     edge = subprocess.Popen(
         [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", "0",
          "--model", args.model, "--seed", str(args.seed), "--token", args.token,
+         "--threads", str(_threads(args)),
          "--max-devices", str(max(args.devices, 1)), "--out", str(out / "edge")],
         stdout=subprocess.PIPE, stderr=edge_log, text=True)
     devices: list[subprocess.Popen] = []

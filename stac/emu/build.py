@@ -7,8 +7,8 @@ Nothing here is algorithm code; a scheme name means the same objects as in `stac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -18,31 +18,57 @@ from stac.agents import DeviceAgent, EdgeAgent
 from stac.frames import Frame, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
-from stac.schemes import DEFAULT_MODEL, SchemeConfig, build_scheme
+from stac.schemes import DEFAULT_MODEL, Scheme, SchemeConfig, build_scheme
 from stac.sim.runner import RunOptions, _jsonable, resolve_model, seed_everything
 from stac.traces import Trace, load_trace
 
 
 def scheme_config_to_json(config: SchemeConfig) -> dict[str, Any]:
     """A SchemeConfig as the HELLO message carries it (JSON: NaN as None, int keys as str)."""
-    return {"source_fps": config.source_fps, "frame_size": list(config.frame_size),
-            "fps": config.fps, "qp": config.qp, "quality": config.quality,
-            "B": None if math.isnan(config.B) else config.B,
-            "schedule": {str(k): v for k, v in config.schedule.items()}}
+    out: dict[str, Any] = {}
+    for f in fields(SchemeConfig):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif isinstance(value, Mapping):
+            value = {str(k): v for k, v in value.items()}
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
 
 
 def scheme_config_from_json(data: dict[str, Any]) -> SchemeConfig:
     """The inverse of `scheme_config_to_json`; ValueError/TypeError on a malformed config."""
+    known = {f.name for f in fields(SchemeConfig)}
+    if unknown := sorted(set(data) - known):
+        raise ValueError(f"unknown scheme config fields {unknown}")
+    kwargs = dict(data)
     try:
-        w, h = (int(v) for v in data["frame_size"])
-        return SchemeConfig(
-            source_fps=float(data["source_fps"]), frame_size=(w, h),
-            fps=float(data.get("fps", 10.0)), qp=int(data.get("qp", 30)),
-            quality=int(data.get("quality", 50)),
-            B=math.nan if data.get("B") is None else float(data["B"]),
-            schedule={int(k): float(v) for k, v in dict(data.get("schedule", {})).items()})
+        w, h = (int(v) for v in kwargs["frame_size"])
+        kwargs["frame_size"] = (w, h)
+        kwargs["source_fps"] = float(kwargs["source_fps"])
     except KeyError as exc:
         raise ValueError(f"scheme config misses {exc}") from None
+    if "B" in kwargs:
+        kwargs["B"] = math.nan if kwargs["B"] is None else float(kwargs["B"])
+    if "schedule" in kwargs:
+        kwargs["schedule"] = {int(k): float(v) for k, v in dict(kwargs["schedule"]).items()}
+    return SchemeConfig(**kwargs)
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch intra-op threads of this process (None: leave torch's default).
+
+    The emulator runs an edge and N devices as processes on the same cores; with torch's
+    default (all cores each) they oversubscribe the machine and every op waits for its
+    slowest thread, so `stac-sim emulate` gives each process one thread."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def edge_factory(model_spec: str | None, seed: int = 0
@@ -53,12 +79,29 @@ def edge_factory(model_spec: str | None, seed: int = 0
     name = model_spec or DEFAULT_MODEL
     seed_everything(seed)
     model = resolve_model(name)
+    warmed: set[tuple[str, tuple[int, int]]] = set()
 
     def factory(hello: protocol.Hello) -> EdgeAgent:
         config = scheme_config_from_json(hello.config)
+        key = (hello.scheme, config.frame_size)
+        if key not in warmed:
+            w, h = config.frame_size
+            noise = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+            warm_up(build_scheme(hello.scheme, config, model), [noise, noise])
+            warmed.add(key)
         return build_scheme(hello.scheme, config, model).edge
 
     return factory, name
+
+
+def warm_up(scheme: Scheme, frames: list[np.ndarray]) -> None:
+    """Run a throwaway instance of a scheme through a few frames, device to edge and back,
+    so that one-time costs (numba compilation, codec and model initialisation) are paid
+    before the wall clock starts rather than by the first frames of a stream."""
+    for i, rgb in enumerate(frames):
+        out = scheme.device.on_frame(i, i / 25.0, rgb)
+        if out.keyframe is not None:
+            scheme.device.on_feedback(scheme.edge.on_keyframe(out.keyframe).feedback)
 
 
 @dataclass
@@ -94,6 +137,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     gt = GroundTruth(model, source, options.model, use_cache=options.use_cache)
     for frame in frames:  # fill the cache now: scoring during the stream only reads it
         gt.labels(frame)
+    warm_up(build_scheme(options.scheme, config, model), [f.rgb for f in frames[:2]])
     meta = {
         "scheme": options.scheme, "video": str(options.video),
         "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),

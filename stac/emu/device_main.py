@@ -28,7 +28,7 @@ import numpy as np
 from edge.models.registry import ModelError
 from stac import protocol
 from stac.commands.run import _size
-from stac.emu.build import _video_seconds, build_stream
+from stac.emu.build import _video_seconds, build_stream, set_threads
 from stac.emu.link import Downlink, Entry, StreamClock, Uplink
 from stac.frames import Frame, FrameError
 from stac.protocol import Config, ErrorCode
@@ -112,6 +112,7 @@ class DeviceClient:
         self._down_reason = "not connected"
         self._camera_started = False
         self._sessions = 0
+        self._shown: set[int] = set()  # frames whose output has been computed and scored
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
 
@@ -254,13 +255,17 @@ class DeviceClient:
         rec = entry.meta
         if rec is not None:
             rec.t_arrived = entry.t_arrived
-            rec.done = True
-            self.sink.frame(rec)
+            self._settle(rec)
 
     def _on_drop(self, entry: Entry) -> None:
         rec = entry.meta
-        if rec is not None and not rec.done:
+        if rec is not None and math.isnan(rec.t_arrived):
             rec.dropped = True
+            self._settle(rec)
+
+    def _settle(self, rec: FrameRecord) -> None:
+        """The uplink is done with a keyframe: its row is final once the frame was shown."""
+        if rec.frame in self._shown and not rec.done:
             rec.done = True
             self.sink.frame(rec)
 
@@ -274,15 +279,7 @@ class DeviceClient:
         out = await self._on_device(
             lambda: self.agent.on_frame(frame.index, frame.t, frame.rgb))
         now = self.clock.now()
-        rec.pa, rec.miou = await asyncio.get_running_loop().run_in_executor(
-            self._books, self.evaluate, frame, out.segmentation)
-        if out.segmentation is not None and out.result_index is not None:
-            rec.result_age_frames = float(frame.index - out.result_index)
-            source = frame.index if out.propagated else out.result_index
-            rec.delay_s = now - self.records[source].t_capture
-        if out.keyframe is None:
-            rec.done = True
-        else:
+        if out.keyframe is not None:  # onto the uplink first: scoring is not device time
             rec.keyframe = True
             rec.bytes = len(out.keyframe.payload)
             rec.t_sent = now
@@ -290,9 +287,17 @@ class DeviceClient:
             self.bits_sent[second] = self.bits_sent.get(second, 0.0) + 8 * rec.bytes
             if epoch != self.epoch or self._writer is None:  # stale configuration, or no edge
                 rec.dropped = True
-                rec.done = True
             else:
-                self.uplink.send(out.keyframe, meta=rec)
+                self.uplink.send(out.keyframe, meta=rec, t=now)
+        rec.pa, rec.miou = await asyncio.get_running_loop().run_in_executor(
+            self._books, self.evaluate, frame, out.segmentation)
+        if out.segmentation is not None and out.result_index is not None:
+            rec.result_age_frames = float(frame.index - out.result_index)
+            source = frame.index if out.propagated else out.result_index
+            rec.delay_s = now - self.records[source].t_capture
+        self._shown.add(frame.index)
+        if out.keyframe is None or rec.dropped or not math.isnan(rec.t_arrived):
+            rec.done = True
         self.sink.frame(rec)
 
     async def _camera(self, frames: list[Frame]) -> None:
@@ -374,13 +379,14 @@ class DeviceClient:
             if self._down_since is not None:  # still without an edge at the end
                 self.outages.append(Outage(self._down_since, self.clock.now(),
                                            self._down_reason))
-            if self._writer is not None:
+            writer = self._writer
+            if writer is not None:
                 self._send_now(protocol.Bye(reason="stream ended"))
                 try:
-                    await asyncio.wait_for(self._writer.drain(), 1.0)
+                    await asyncio.wait_for(writer.drain(), 1.0)
                 except (OSError, asyncio.TimeoutError):
                     pass
-                self._writer.close()
+                writer.close()
             conn.cancel()
             for task in tasks:
                 task.cancel()
@@ -446,6 +452,8 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                    help="feedback link rate (default: size adds no time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the GT cache")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per process (default: torch's choice; emulate: 1)")
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -527,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    set_threads(args.threads)
     try:
         summary = stream(run_options(args), args.edge, args.device_id, args.token,
                          wait_go=args.wait_go)

@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edge model: shipped name, checkpoint path or 'untrained:NAME'")
     p.add_argument("--token", default="", help="secret every device must present")
     p.add_argument("--seed", type=int, default=0, help="seed of an untrained:NAME model")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of the compute worker (default: torch's choice)")
     p.add_argument("--max-devices", type=int, default=16)
     p.add_argument("--read-timeout", type=float, default=5.0,
                    help="seconds a started message may take to complete")
@@ -386,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from stac.emu.build import edge_factory  # imports torch: after argument errors
+    from stac.emu.build import edge_factory, set_threads  # imports torch: after arg errors
+
+    set_threads(args.threads)
 
     if args.max_devices < 1:
         print("stac-edge: --max-devices must be >= 1", file=sys.stderr)

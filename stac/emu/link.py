@@ -86,10 +86,13 @@ class Uplink:
         self._aborts: deque[int] = deque()
 
     # -- producer side
-    def send(self, msg: protocol.Message, discardable: bool = True, meta: Any = None) -> Entry:
-        """Enqueue `msg` now; keyframes are discardable, control messages are not."""
+    def send(self, msg: protocol.Message, discardable: bool = True, meta: Any = None,
+             t: float | None = None) -> Entry:
+        """Enqueue `msg` at stream time `t` (default now, never later than now); keyframes
+        are discardable, control messages are not."""
+        now = self.clock.now()
         entry = Entry(msg=msg, serial=self._serial, discardable=discardable, meta=meta,
-                      t_enqueued=self.clock.now())
+                      t_enqueued=now if t is None else min(t, now))
         self._serial = (self._serial + 1) % 2**32
         self.queue.append(entry)
         self._wake.set()
