@@ -56,7 +56,8 @@ class ResidualLevels:
 
 
 class _Flat:
-    """All coefficients of the three planes as flat vectors with region and bin indices."""
+    """All coefficients of the three planes as flat vectors grouped by region (contiguous),
+    with their region and (component, frequency) bin indices."""
 
     def __init__(self, planes: Sequence[np.ndarray], grid: tuple[int, int], region_size: int):
         regions, bins, self.shapes = [], [], []
@@ -69,15 +70,25 @@ class _Flat:
             r = expand_levels(ids, p.shape[0], p.shape[1], region_size, chroma=c > 0)
             regions.append(np.repeat(r.ravel(), 16))
             bins.append(np.tile(np.arange(16) + 16 * c, r.size))
-        self.region = np.concatenate(regions)
-        self.bin = np.concatenate(bins)
+        region = np.concatenate(regions)
+        self._order = np.argsort(region, kind="stable")
+        self.region = region[self._order]
+        self.bin = np.concatenate(bins)[self._order]
         self.count = grid[0] * grid[1]
+        self._sizes = np.bincount(self.region, minlength=self.count)
+        self._starts = np.cumsum(self._sizes) - self._sizes
+
+    def members(self, active: np.ndarray) -> np.ndarray:
+        """Indices of the coefficients of the `active` regions: work ~ their coefficients."""
+        sizes = self._sizes[active]
+        offsets = np.repeat(self._starts[active] - (np.cumsum(sizes) - sizes), sizes)
+        return offsets + np.arange(sizes.sum())
 
     def vector(self, planes: Sequence[np.ndarray], name: str) -> np.ndarray:
         if [np.shape(p) for p in planes] != self.shapes:
             raise ValueError(f"{name} planes {[np.shape(p) for p in planes]} do not match "
                              f"{self.shapes}")
-        return np.concatenate([np.asarray(p, np.float64).ravel() for p in planes])
+        return np.concatenate([np.asarray(p, np.float64).ravel() for p in planes])[self._order]
 
     def per_region(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
         region = self.region if where is None else self.region[where]
@@ -122,7 +133,7 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
 
     def error(level: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """sum |s'' - deq(quant(s''))| per region at the given per-region levels (7a lhs)."""
-        where = None if active is None else active[flat.region]
+        where = None if active is None else flat.members(active)
         r = res if where is None else res[where]
         reg = flat.region if where is None else flat.region[where]
         b = flat.bin if where is None else flat.bin[where]
