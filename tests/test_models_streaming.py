@@ -375,3 +375,47 @@ def test_propagation_state_is_plain_data(clip):
     with torch.no_grad():
         _, state = model.step(clip[:1], None)
     assert isinstance(state, PropagationState) and state.frame == 1 and state.key_frame == 0
+
+
+# --- training through the shared trainer (edge.training), stage by stage -----------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name,stages", [
+    ("streamdeq", [({}, False)]),
+    ("adaptive_propagation", [({"stage": "basic"}, False), ({"stage": "propagation"}, True)]),
+    ("streamformer", [({"stage": "image"}, False), ({"stage": "video"}, True)]),
+])
+def test_stages_train_and_resume_into_the_next(name, stages, shared_data, tmp_path):
+    """Each stage runs a few batches; the next resumes the run; frozen weights stay put."""
+    from itertools import islice
+
+    from edge.clips import clip_batches
+    from edge.training import Augment, TrainConfig, load_camvid, still_batches, train
+
+    camvid = shared_data / "camvid"
+    stills = load_camvid(camvid, "train", (H, W), limit=24)
+    augment = Augment(crop=(H, W))
+    torch.manual_seed(0)                       # as the trainer does before building (seed 0)
+    initial = build_model(name, **TINY[name], **stages[0][0]).state_dict()
+    for epoch, (config, clips) in enumerate(stages, start=1):
+        cfg = TrainConfig(name=name, data=str(camvid), out=str(tmp_path), epochs=epoch,
+                          resolution=(H, W), crop=(H, W), batch_size=4,
+                          model_config={**TINY[name], **config}, val_limit=4)
+        if clips:
+            def batches(rng):
+                return islice(clip_batches(stills, 4, 3, augment, rng), 3)
+        else:
+            def batches(rng):
+                return islice(still_batches(stills, 4, augment, rng), 3)
+        record = train(cfg, resume=epoch > 1, batches=batches, batches_per_epoch=3,
+                       progress=False, log=lambda _: None)
+        assert np.isfinite(record["train_loss"]) and record["epoch"] == epoch
+        model = load_model(tmp_path / "model.pt")
+        if epoch == 1:
+            first = {k: v.clone() for k, v in model.state_dict().items()}
+    after = model.state_dict()
+    assert any(not torch.equal(after[k], initial[k]) for k in after)
+    frozen = {"adaptive_propagation": ("lower.", "higher.", "classifier."),
+              "streamformer": ("qkv_s.base", "proj_s")}.get(name)
+    if frozen:   # the second stage changed weights, none of the frozen ones (BN stats included)
+        changed = {k for k in after if not torch.equal(after[k], first[k])}
+        assert changed and not any(part in k for k in changed for part in frozen)

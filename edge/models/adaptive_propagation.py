@@ -84,17 +84,24 @@ class KernelPredictor(nn.Module):
 def spatially_variant_conv(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Eq. 1: F_t(l, i, j) = sum_{u,v} W_ij(u, v) F_k(l, i-u, j-v), kernels shared by channels.
 
-    `weights` is (N, H_K^2, H, W); its channel index enumerates the H_K^2 neighbours in
-    `F.unfold` order (Eq. 1 with the kernel relabelled, which a learned kernel absorbs).
+    `weights` is (N, H_K^2, H, W); channel k = a * H_K + b weights the neighbour at offset
+    (a - Δ, b - Δ) (Eq. 1 with the kernel relabelled, which a learned kernel absorbs); zero
+    padding at the borders. One multiply-add over the whole map per offset (no im2col copy).
     """
     n, c, h, w = features.shape
     k2 = weights.shape[1]
     k = int(round(k2 ** 0.5))
-    if k * k != k2 or weights.shape[-2:] != (h, w):
+    if k * k != k2 or weights.shape[0] != n or weights.shape[-2:] != (h, w):
         raise ValueError(f"kernel weights of shape {tuple(weights.shape)} do not fit features "
                          f"of shape {tuple(features.shape)}")
-    cols = F.unfold(features, kernel_size=k, padding=k // 2).view(n, c, k2, h * w)
-    return (cols * weights.view(n, 1, k2, h * w)).sum(dim=2).view(n, c, h, w)
+    pad = k // 2
+    padded = F.pad(features, (pad, pad, pad, pad))
+    out = features.new_zeros(features.shape)
+    for a in range(k):
+        for b in range(k):
+            out = torch.addcmul(out, padded[:, :, a:a + h, b:b + w],
+                                weights[:, a * k + b:a * k + b + 1])
+    return out
 
 
 @dataclass(frozen=True)
