@@ -90,3 +90,48 @@ def test_stac_agents_exchange_real_bytes_and_propagate(model, clip):
     _, edge_fine, _, fine = run_pair(model, clip, tables, B=0.005)
     assert edge_fine.last_levels.mean() < edge.last_levels.mean()
     assert sum(map(len, fine)) > sum(map(len, payloads))
+
+
+TABLES_FOR_SIM: dict[str, str] = {}
+
+
+def _stac_with_tables(config, model):
+    """Scheme `stac` with a table file (the run options do not carry one yet)."""
+    import dataclasses
+
+    from stac.schemes import stac
+
+    return stac(dataclasses.replace(config, tables=TABLES_FOR_SIM["path"]), model)
+
+
+@pytest.mark.slow
+def test_stac_runs_in_the_simulator(tmp_path, monkeypatch, repo_root):
+    import pandas as pd
+
+    from edge.models.registry import build_model
+    from edge.tables import average_gradients, save_tables
+    from stac import schemes
+    from stac.sim.runner import RunOptions, run
+
+    model = build_model("bisenet").eval()
+    frames = [f.rgb for f in open_video(schemes_default_clip(), size=(160, 68), max_frames=2)]
+    avg = average_gradients(model, frames)
+    TABLES_FOR_SIM["path"] = str(save_tables(build_tables(avg.mean(), avg.coefficients),
+                                             tmp_path / "tables"))
+    monkeypatch.setitem(schemes._FACTORIES, "stac", f"{__name__}:_stac_with_tables")
+    out = tmp_path / "run"
+    run(RunOptions(trace=str(repo_root / "traces" / "lte.csv"), out=str(out), scheme="stac",
+                   model="untrained:bisenet", duration=1.0, fps=5.0, size=(160, 68), B=0.01,
+                   use_cache=False))
+    frames_csv = pd.read_csv(out / "frames.csv")
+    assert len(frames_csv) == 25 and frames_csv["keyframe"].sum() == 5
+    later = frames_csv[(frames_csv["keyframe"] == 0) & (frames_csv["frame"] > 5)]
+    # non-keyframes show results propagated from an earlier keyframe, scored against GT
+    assert (later["result_age_frames"] > 0).all() and later["pa"].notna().all()
+    assert (frames_csv.loc[frames_csv["keyframe"] == 1, "bytes"] > 0).all()
+
+
+def schemes_default_clip():
+    from stac.frames import default_clip_path
+
+    return default_clip_path()
