@@ -17,12 +17,13 @@ import numpy as np
 
 from edge.gradients import dct_gradients
 from edge.models.base import StreamingSegmenter
+from edge.offload import OffloadEdge
 from edge.selection import select_levels
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
 from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
-from stac.protocol import Config, Content, Feedback, Keyframe
+from stac.protocol import Config, Feedback, Keyframe
 
 
 class StacEdge(EdgeAgent):
@@ -58,11 +59,6 @@ class StacEdge(EdgeAgent):
             Work("decode", pixels), Work("inference", pixels), Work("gradient", pixels),
             Work("strategy", pixels)])
 
-    def on_second(self, second: int, bitrate_kbps: float, bandwidth_kbps: float,
-                  content: Content | None) -> Config | None:
-        """A new configuration when the schedule names the next second, else None."""
-        fps = self.schedule.get(second + 1)
-        if fps is None:
-            return None
-        self.config = Config(B=self.config.B, fps=float(fps), t_effective=float(second + 1))
-        return self.config
+    # Fixed-configuration schedule: the same rule as plain offloading (reads self.schedule,
+    # self.config); the B/fps tuner of §VI will replace it.
+    on_second = OffloadEdge.on_second

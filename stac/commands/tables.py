@@ -10,15 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 480x360, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
+from stac.commands.run import _size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
