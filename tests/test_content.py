@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -24,8 +25,6 @@ def test_complexity_sums_log2_of_coefficients_and_ignores_zeros():
 
 
 def test_frame_complexity_ranks_texture_above_flat(shared_data):
-    import cv2
-
     path = sorted((shared_data / "camvid" / "val").glob("*.png"))[0]
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     assert frame_complexity(np.full((64, 64, 3), 128, np.uint8)) == 0.0  # all coefficients 0
