@@ -41,7 +41,8 @@ def test_simulator_and_emulator_agree(tmp_path, repo_root, monkeypatch):
         torch.set_num_threads(threads)
     args = argparse.Namespace(
         trace=trace, out=tmp_path / "emu", devices=1, token="", source_fps=None, B=math.nan,
-        downlink_delay_ms=None, downlink_kbps=None, no_cache=False, threads=1, **COMMON)
+        downlink_delay_ms=None, downlink_kbps=None, no_cache=False, threads=1, schedule={},
+        **COMMON)
     result = emulate(args, progress=False)
     assert [d["exit"] for d in result["devices"]] == [0]
     emu = result["devices"][0]["summary"]

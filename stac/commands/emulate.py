@@ -49,6 +49,8 @@ def _stream_argv(args: argparse.Namespace) -> list[str]:
     for flag, value in optional.items():
         if value is not None:
             argv += [flag, str(value)]
+    if args.schedule:
+        argv += ["--schedule", ",".join(f"{k}:{v}" for k, v in sorted(args.schedule.items()))]
     if args.no_cache:
         argv.append("--no-cache")
     return argv

@@ -27,7 +27,7 @@ import numpy as np
 
 from edge.models.registry import ModelError
 from stac import protocol
-from stac.commands.run import _size
+from stac.commands.run import _schedule, _size
 from stac.emu.build import _video_seconds, build_stream, set_threads
 from stac.emu.link import Downlink, Entry, StreamClock, Uplink
 from stac.frames import Frame, FrameError
@@ -77,7 +77,7 @@ class DeviceResult:
     feedbacks: int
     outages: list[Outage]
     wall_s: float
-    released: list[tuple[float, int]] = field(repr=False, default_factory=list)
+    released: list[tuple[float, int, float]] = field(repr=False, default_factory=list)
     records: list[FrameRecord] = field(repr=False, default_factory=list)
 
 
@@ -441,6 +441,8 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_size, default=None, help="frame size WxH (default: video)")
     p.add_argument("--source-fps", type=float, default=None, help="camera rate (default: video)")
     p.add_argument("--fps", type=float, default=10.0, help="starting keyframe rate")
+    p.add_argument("--schedule", type=_schedule, default={},
+                   help="fixed fps changes, e.g. 3:5,6:10 (each starts a new configuration)")
     p.add_argument("--qp", type=int, default=30, help="x264 QP (h264 scheme)")
     p.add_argument("--quality", type=int, default=50, help="JPEG quality (jpeg scheme)")
     p.add_argument("--B", type=float, default=math.nan, help="STAC loss bound B")
@@ -463,7 +465,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         model=args.model, duration=args.duration, fps=args.fps, source_fps=args.source_fps,
         size=args.size, qp=args.qp, quality=args.quality, B=args.B, seed=args.seed,
         delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
-        downlink_kbps=args.downlink_kbps, use_cache=not args.no_cache)
+        downlink_kbps=args.downlink_kbps, schedule=args.schedule, use_cache=not args.no_cache)
 
 
 def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
@@ -505,23 +507,26 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
     return summary
 
 
-def _released_stats(released: list[tuple[float, int]], trace: Trace,
+def _released_stats(released: list[tuple[float, int, float]], trace: Trace,
                     delay_s: float) -> dict[str, Any]:
-    """Bytes the uplink put on the socket: the largest 1 s window vs the trace's capacity
-    over the same window shifted back by the propagation delay."""
+    """What the uplink put on the socket: the largest 1 s window of bytes against the trace's
+    capacity over the same window shifted back by the propagation delay, and how late the
+    writes were against their schedule (a late write lets a window catch up)."""
     if not released:
-        return {"bytes": 0, "max_window_ratio": None}
+        return {"bytes": 0, "max_window_ratio": None, "late_p99_s": None, "late_max_s": None}
     t = np.array([r[0] for r in released])
     b = np.cumsum([r[1] for r in released])
+    late = t - np.array([r[2] for r in released])
     ratios = []
-    for i, start in enumerate(t):  # windows [start, start + 1) opening at each release
+    for i, start in enumerate(t):  # windows [start, start + 1) opening at each write
         j = int(np.searchsorted(t, start + 1.0, side="left")) - 1
         sent = 8 * (b[j] - (b[i - 1] if i else 0))
         t0 = max(0.0, start - delay_s - 1e-3)
         cap = float(trace.bits_between(t0, t0 + 1.0))
         if cap > 0:
             ratios.append(sent / cap)
-    return {"bytes": int(b[-1]), "max_window_ratio": max(ratios) if ratios else None}
+    return {"bytes": int(b[-1]), "max_window_ratio": max(ratios) if ratios else None,
+            "late_p99_s": float(np.percentile(late, 99)), "late_max_s": float(late.max())}
 
 
 def _write_outages(out: Path, outages: list[Outage]) -> None:

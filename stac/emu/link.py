@@ -78,7 +78,8 @@ class Uplink:
         self.queue: deque[Entry] = deque()
         self.current: Entry | None = None
         self.link_free = 0.0  # stream time at which the link is next idle
-        self.released: list[tuple[float, int]] = []  # (stream time written, bytes): for stats
+        # (stream time written, bytes, stream time it was due): achieved rate and lateness
+        self.released: list[tuple[float, int, float]] = []
         self._serial = 0
         self._wake = asyncio.Event()
         self._interrupt = asyncio.Event()
@@ -187,7 +188,7 @@ class Uplink:
             deadline, frame, entry = await self._pipe.get()
             await self.clock.sleep_until(deadline)
             if await self.write(frame):
-                self.released.append((self.clock.now(), len(frame)))
+                self.released.append((self.clock.now(), len(frame), deadline))
                 if entry is not None and self.on_arrival is not None:
                     self.on_arrival(entry)
 
