@@ -28,7 +28,7 @@ from stac.agents import DeviceAgent, DeviceOutput, Work
 from stac.codec.encoder import Encoder
 from stac.codec.labels import decode_labels
 from stac.codec.quant import TableSet
-from stac.codec.transform import rgb_to_coeffs
+from stac.codec.transform import planes_to_coeffs, rgb_to_coeffs
 from stac.protocol import Config, Content, Feedback, Keyframe
 
 
@@ -133,11 +133,11 @@ class StacDevice(DeviceAgent):
         else:
             # l'-coded on its own (not sent) -> the 7a threshold and the 7b size budget
             self._scratch.reset()
-            alone = self._scratch.encode(frame, lp, intra=True).reconstruction
+            alone = planes_to_coeffs(*self._scratch.encode(frame, lp, intra=True).planes)
             predicted = rgb_to_coeffs(self._prediction(index, frame))
             residual = [s - p for s, p in zip(original, predicted, strict=True)]
             start = self._search if self._search is not None else lp
-            decision = residual_levels(original, rgb_to_coeffs(alone), residual,
+            decision = residual_levels(original, alone, residual,
                                        self.tables.steps, lp, start=start, height=self.height,
                                        width=self.width, region_size=self.region_size)
             levels = decision.levels.astype(np.int64)

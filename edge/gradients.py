@@ -10,6 +10,7 @@ cross-entropy against the argmax of the model's own logits; with true labels it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +57,20 @@ def dct_gradients(model: StreamingSegmenter, frame: np.ndarray, state: Any = Non
     """
     frame = _check_frame(frame)
     h, w = frame.shape[:2]
-    if labels is not None and np.shape(labels) != (h, w):
-        raise ValueError(f"labels {np.shape(labels)} do not match the frame {(h, w)}")
+    return coefficient_gradients(model, rgb_to_coeffs(frame), h, w, state, labels, dtype)
+
+
+def coefficient_gradients(model: StreamingSegmenter, coeffs: Sequence[np.ndarray], height: int,
+                          width: int, state: Any = None, labels: np.ndarray | None = None,
+                          dtype: torch.dtype = torch.float32) -> tuple[DCTGradients, Any]:
+    """As `dct_gradients`, from the (Y, Cb, Cr) coefficients of the decoded planes (the
+    codec's `planes_to_coeffs(*Decoder.decode_planes(data))`: no RGB round trip)."""
+    if labels is not None and np.shape(labels) != (height, width):
+        raise ValueError(f"labels {np.shape(labels)} do not match the frame {(height, width)}")
     param = next(model.parameters())
-    coef = [torch.tensor(c, dtype=dtype, device=param.device, requires_grad=True)
-            for c in rgb_to_coeffs(frame)]
-    rgb = coeffs_to_rgb_torch(*coef, h, w).unsqueeze(0).to(param.dtype)
+    coef = [torch.tensor(np.asarray(c), dtype=dtype, device=param.device, requires_grad=True)
+            for c in coeffs]
+    rgb = coeffs_to_rgb_torch(*coef, height, width).unsqueeze(0).to(param.dtype)
     if state is None:
         state = model.initial_state()
     logits, next_state = model.step(rgb, state)

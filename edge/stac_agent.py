@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.gradients import dct_gradients
+from edge.gradients import coefficient_gradients
 from edge.models.base import StreamingSegmenter
 from edge.offload import OffloadEdge
 from edge.selection import select_levels
@@ -23,6 +23,7 @@ from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
 from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
+from stac.codec.transform import planes_to_coeffs
 from stac.protocol import Config, Feedback, Keyframe
 
 
@@ -46,9 +47,10 @@ class StacEdge(EdgeAgent):
 
     def on_keyframe(self, keyframe: Keyframe) -> EdgeOutput:
         """Decode, segment + gradients (one step), Algorithm 1, feedback as real bytes."""
-        rgb = self.decoder.decode(keyframe.payload)
-        h, w = rgb.shape[:2]
-        grads, self._state = dct_gradients(self.model, rgb, self._state)
+        planes = self.decoder.decode_planes(keyframe.payload)
+        h, w = planes[0].shape
+        grads, self._state = coefficient_gradients(self.model, planes_to_coeffs(*planes), h, w,
+                                                   self._state)
         levels = select_levels(grads.planes, self.tables.steps, self.config.B, h, w,
                                self.region_size)
         self.last_levels = levels
