@@ -123,8 +123,9 @@ def scaling(work: Path, ns: argparse.Namespace, counts: list[int]) -> list[dict]
             "devices": n, "exit_codes": [d["exit"] for d in result["devices"]],
             "keyframes_sent_per_s_per_device": float(np.mean(kps)),
             "keyframes_answered_per_s_per_device": float(np.mean(answered)),
-            "edge_utilisation": c["utilisation_active"], "edge_queue_mean": c["queue_mean"],
-            "edge_queue_max": c["queue_max"],
+            "edge_utilisation": c["utilisation_active"],
+            "edge_backlog_mean": c["backlog_mean_active"], "edge_backlog_max": c["backlog_max"],
+            "edge_worker_queue_max": c["queue_max"],
             "delay_p50_s": _pct(delays, 50), "delay_p95_s": _pct(delays, 95),
             "delay_p99_s": _pct(delays, 99), "wall_s": time.monotonic() - t0})
     return rows

@@ -144,6 +144,7 @@ def test_hostile_connections_do_not_disturb_a_good_device(model, jpeg_frames, ca
     assert summary["refused"]["MALFORMED"] == 2
     good = [s for s in summary["devices"] if s["device_id"] == "good"]
     assert good[0]["feedbacks"] == 2 * len(jpeg_frames)
+    assert edge.server.backlog.value == 0 and summary["compute"]["backlog_max"] >= 1
     assert sum("closing the connection" in r.getMessage() for r in caplog.records) == len(cases)
 
 

@@ -187,9 +187,11 @@ def format_result(result: dict[str, Any]) -> str:
             f"{f(fs['miou']['mean'])}, outage {s['outage_s']:.2f} s")
     c = result["edge"]["compute"]
     util = c.get("utilisation_active")
+    backlog = c.get("backlog_mean_active")
     lines.append(f"edge: {c['jobs']} compute jobs, utilisation while serving "
-                 f"{'n/a' if util is None else format(util, '.0%')}, mean queue "
-                 f"{c['queue_mean']:.2f}, max queue {c['queue_max']}")
+                 f"{'n/a' if util is None else format(util, '.0%')}, keyframes waiting: mean "
+                 f"{'n/a' if backlog is None else format(backlog, '.2f')}, "
+                 f"max {c['backlog_max']}")
     return "\n".join(lines)
 
 

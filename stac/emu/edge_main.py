@@ -52,6 +52,31 @@ class EdgeOptions:
     max_body: int = protocol.MAX_BODY
 
 
+class Level:
+    """A count that changes over time: its time-weighted mean since creation, and maximum."""
+
+    def __init__(self) -> None:
+        self.t_start = self._last = time.monotonic()
+        self.value = 0
+        self.max = 0
+        self._area = 0.0
+
+    def add(self, delta: int) -> None:
+        now = time.monotonic()
+        self._area += self.value * (now - self._last)
+        self._last = now
+        self.value += delta
+        self.max = max(self.max, self.value)
+
+    def integral(self) -> float:
+        """Integral of the count over time so far (count x seconds)."""
+        self.add(0)
+        return self._area
+
+    def mean(self) -> float:
+        return self.integral() / max(self._last - self.t_start, 1e-9)
+
+
 class ComputeWorker:
     """The edge's single compute resource: one thread, jobs in (priority, arrival) order."""
 
@@ -62,15 +87,8 @@ class ComputeWorker:
         self.t_start = time.monotonic()
         self.busy_s = 0.0
         self.jobs = 0
-        self.max_queue = 0
-        self._area = 0.0  # integral of queue length over time
-        self._last = self.t_start
+        self.queue = Level()  # jobs waiting for the worker
         self.queue_samples: list[int] = []  # queue length seen by each arriving job
-
-    def _account(self) -> None:
-        now = time.monotonic()
-        self._area += self.pending * (now - self._last)
-        self._last = now
 
     @property
     def pending(self) -> int:
@@ -80,17 +98,16 @@ class ComputeWorker:
     async def call(self, fn: Callable[[], Any], priority: int = 1) -> Any:
         """Run `fn()` on the compute thread after the jobs ahead of it; returns its result."""
         future = asyncio.get_running_loop().create_future()
-        self._account()
         self.queue_samples.append(self.pending)
         self._queue.put_nowait((priority, next(self._seq), fn, future))
-        self.max_queue = max(self.max_queue, self.pending)
+        self.queue.add(1)
         return await future
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             _, _, fn, future = await self._queue.get()
-            self._account()
+            self.queue.add(-1)
             if future.cancelled():
                 continue
             t0 = time.monotonic()
@@ -110,13 +127,12 @@ class ComputeWorker:
 
     def stats(self) -> dict[str, Any]:
         """Utilisation and queue length since the worker started."""
-        self._account()
         wall = max(time.monotonic() - self.t_start, 1e-9)
         samples = np.asarray(self.queue_samples or [0])
         return {"wall_s": wall, "busy_s": self.busy_s, "utilisation": self.busy_s / wall,
-                "jobs": self.jobs, "queue_mean": self._area / wall,
+                "jobs": self.jobs, "queue_mean": self.queue.mean(),
                 "queue_p95_at_arrival": float(np.percentile(samples, 95)),
-                "queue_max": self.max_queue}
+                "queue_max": self.queue.max}
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -152,6 +168,7 @@ class EdgeServer:
     refused: dict[str, int] = field(default_factory=dict)
     active: int = 0
     active_s: float = 0.0  # wall time with at least one device connected
+    backlog: Level = field(default_factory=Level)  # keyframes received, not yet answered
     _active_since: float = 0.0
 
     async def start(self) -> tuple[str, int]:
@@ -258,7 +275,10 @@ class EdgeServer:
             while True:
                 kf = await keyframes.get()
                 t0 = time.monotonic()
-                out = await self.worker.call(lambda kf=kf: agent.on_keyframe(kf))
+                try:
+                    out = await self.worker.call(lambda kf=kf: agent.on_keyframe(kf))
+                finally:
+                    self.backlog.add(-1)
                 stats.compute_s += time.monotonic() - t0
                 await send(out.feedback)
                 stats.feedbacks += 1
@@ -287,6 +307,7 @@ class EdgeServer:
                 if isinstance(msg, protocol.Keyframe):
                     stats.keyframes += 1
                     stats.keyframe_bytes += len(msg.payload)
+                    self.backlog.add(1)
                     keyframes.put_nowait(msg)
                 elif isinstance(msg, protocol.Content):
                     content[msg.second] = msg
@@ -305,6 +326,7 @@ class EdgeServer:
             keyframe_task.cancel()
             for task in pending:
                 task.cancel()
+            self.backlog.add(-keyframes.qsize())  # left unanswered with the session
 
     def summary(self) -> dict[str, Any]:
         """The edge's load: compute utilisation, queue lengths, per-device counts."""
@@ -312,6 +334,12 @@ class EdgeServer:
         compute = self.worker.stats()
         compute["active_s"] = active_s
         compute["utilisation_active"] = compute["busy_s"] / active_s if active_s > 0 else None
+        # means over the time with devices connected (the edge idles before and after)
+        compute["queue_mean_active"] = self.worker.queue.integral() / active_s \
+            if active_s > 0 else None
+        compute["backlog_mean_active"] = self.backlog.integral() / active_s \
+            if active_s > 0 else None  # keyframes received and not yet answered, all devices
+        compute["backlog_max"] = self.backlog.max
         return {"model": self.model, "compute": compute,
                 "devices": [vars(s) for s in self.sessions], "refused": dict(self.refused)}
 
