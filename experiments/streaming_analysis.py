@@ -254,7 +254,8 @@ def figures(results: dict[str, Any], out: Path) -> list[str]:
             axes[0].plot(r["per_frame_baseline"][m]["sq_distance"], "--",
                          color=line.get_color(), label=f"per-frame M={m}")
             axes[1].plot(rows["miou"], color=line.get_color(), label=f"StreamDEQ M={m}")
-            axes[1].plot(r["per_frame_baseline"][m]["miou"], "--", color=line.get_color())
+            axes[1].plot(r["per_frame_baseline"][m]["miou"], "--", color=line.get_color(),
+                         label=f"per-frame M={m}")
         axes[0].set(xlabel="frame", ylabel="squared distance to z*", yscale="log",
                     title="Representation distance (cf. Fig. 5)")
         axes[1].set(xlabel="frame", ylabel="mIoU vs converged model",

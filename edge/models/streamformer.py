@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from edge.models.base import IGNORE_INDEX, NUM_CLASSES, ModelCost, StreamingSegmenter
 
@@ -264,8 +265,6 @@ class StreamFormer(StreamingSegmenter):
 
     def cost(self, height: int, width: int) -> ModelCost:
         """Parameters and multiply-adds of a step with a full window of cached frames."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         frame = torch.zeros(1, 3, height, width, device=self.pos_time.device)
         was_training = self.training
         self.eval()
