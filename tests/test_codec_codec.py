@@ -124,3 +124,28 @@ def test_encoder_rejects_bad_inputs(clip):
         enc.encode(clip[0][:50], 30)
     with pytest.raises(ValueError):
         Encoder(0, 10)
+
+
+def test_inter_residual_coefficients_feed_the_size_model(clip):
+    from stac.codec.quant import expand_levels, region_sum, size_model
+    from stac.codec.transform import rgb_to_coeffs
+
+    enc = Encoder(160, 96)
+    with pytest.raises(ValueError, match="no reference"):
+        enc.inter_residual_coeffs(clip[1])
+    enc.encode(clip[0], 26)
+    res = enc.inter_residual_coeffs(clip[1])
+    orig = rgb_to_coeffs(clip[1])
+    assert [r.shape for r in res] == [o.shape for o in orig]
+    steps = default_tables().steps[30]
+    v_res = sum(size_model(r, steps[c]).sum() for c, r in enumerate(res))
+    v_orig = sum(size_model(o, steps[c]).sum() for c, o in enumerate(orig))
+    assert v_res < 0.5 * v_orig  # prediction removes most of what an intra frame would cost
+    # per region V''_r (Eq. 7) for two levels: a coarser table never costs more
+    per_level = []
+    for level in (24, 36):
+        lv = expand_levels(np.full(enc.grid, level), *res[0].shape[:2], 6)
+        per_level.append(region_sum(size_model(res[0], default_tables().steps[lv, 0]), 6, enc.grid))
+    assert np.all(per_level[1] <= per_level[0]) and per_level[1].sum() < per_level[0].sum()
+    # nothing was encoded: the next P frame is still predicted from frame 0
+    assert not enc.encode(clip[1], 26).stats.intra

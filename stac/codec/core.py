@@ -1080,3 +1080,51 @@ def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y,
     if ds[D_OVERREAD] > 0:
         return ERR_TRUNCATED
     return ERR_OK
+
+
+# ---- motion-compensated prediction alone (for the size model of residual frames) -------------
+
+
+@njit(cache=True)
+def predict_frame(src_y, ref_y, ref_c, lam_m, search_range, subpel, pred_y, pred_c):
+    """Motion-compensated prediction of a whole frame (every MB inter, one MV per MB, found as
+    `encode_mbs` finds it) into pred_y/pred_c; returns the MVs (nmby, nmbx, 2) in quarter-pels."""
+    h, w = src_y.shape
+    nmby = h // 16
+    nmbx = w // 16
+    mbtype = np.full((nmby, nmbx), MB_INTER, dtype=np.int64)
+    mv = np.zeros((nmby, nmbx, 2), dtype=np.int64)
+    cands = np.zeros((4, 2), dtype=np.int64)
+    py = np.zeros(256, dtype=np.int64)
+    pc = np.zeros((2, 64), dtype=np.int64)
+    tmp64 = np.zeros(64, dtype=np.int64)
+    for my in range(nmby):
+        for mx in range(nmbx):
+            y0 = 16 * my
+            x0 = 16 * mx
+            mvp_y, mvp_x = mv_predictor(mbtype, mv, my, mx)
+            cands[0, 0] = mvp_y
+            cands[0, 1] = mvp_x
+            n_c = 1
+            if mx > 0:
+                cands[n_c, 0] = mv[my, mx - 1, 0]
+                cands[n_c, 1] = mv[my, mx - 1, 1]
+                n_c += 1
+            if my > 0:
+                cands[n_c, 0] = mv[my - 1, mx, 0]
+                cands[n_c, 1] = mv[my - 1, mx, 1]
+                n_c += 1
+            mvy, mvx = motion_search(
+                src_y, ref_y, y0, x0, mvp_y, mvp_x, cands, n_c, search_range, lam_m, subpel, py
+            )
+            mv[my, mx, 0] = mvy
+            mv[my, mx, 1] = mvx
+            _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, py, pc, tmp64)
+            for r in range(16):
+                for c in range(16):
+                    pred_y[y0 + r, x0 + c] = py[16 * r + c]
+            for comp in range(2):
+                for r in range(8):
+                    for c in range(8):
+                        pred_c[comp, y0 // 2 + r, x0 // 2 + c] = pc[comp, 8 * r + c]
+    return mv

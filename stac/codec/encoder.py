@@ -26,6 +26,7 @@ from stac.codec.rangecoder import (
     new_encoder_state,
 )
 from stac.codec.syntax import N_CONTEXTS, enc_level_map
+from stac.codec.transform import blockify, dct_blocks
 
 
 @dataclass
@@ -100,6 +101,40 @@ class Encoder:
 
     def set_tables(self, tables: TableSet) -> None:
         self.tables = tables
+
+    def inter_residual_coeffs(
+        self, rgb: np.ndarray, level: int = 30
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """DCT coefficients of the residual frame (source - motion-compensated prediction from
+        the current reference), per component, in the layout of `stac.codec.transform`.
+
+        For STAC §V-C (Eq. 7, 7a, 7b): with `quant.size_model` and `quant.region_sum` they give
+        V''_r for every candidate level before the frame is encoded. Motion search uses the
+        Lagrangian of table `level` (uniform). Nothing is encoded; the state is unchanged.
+        """
+        if self._ref is None:
+            raise ValueError("no reference frame yet: the next frame is coded intra")
+        rgb = np.asarray(rgb)
+        lay = self.layout
+        if rgb.shape != (lay.height, lay.width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 frame {(lay.height, lay.width, 3)}")
+        src_y, src_c = lay.pad_planes(*rgb_to_ycbcr420(rgb))
+        lvl_y, _ = lay.level_arrays(self._level_map(level))
+        lam = float(lay.lambdas(self.tables, lvl_y).mean())
+        ref_y, ref_c = self._ref
+        pred_y = np.zeros_like(src_y, dtype=np.int64)
+        pred_c = np.zeros_like(src_c, dtype=np.int64)
+        core.predict_frame(
+            src_y, ref_y, ref_c, np.sqrt(lam), self.search_range, self.subpel, pred_y, pred_c
+        )
+        h8, w8 = -(-lay.height // 8) * 8, -(-lay.width // 8) * 8
+        res_y = (src_y.astype(np.int64) - pred_y)[:h8, :w8]
+        res_c = (src_c.astype(np.int64) - pred_c)[:, : h8 // 2, : w8 // 2]
+        return (
+            dct_blocks(blockify(res_y)),
+            dct_blocks(blockify(res_c[0])),
+            dct_blocks(blockify(res_c[1])),
+        )
 
     def _level_map(self, levels) -> np.ndarray:
         if np.ndim(levels) == 0:

@@ -21,7 +21,7 @@ _B = math.sqrt(0.5) * math.cos(math.pi / 8)
 _C = math.sqrt(0.5) * math.cos(3 * math.pi / 8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _fdct4_1d(a, i0, s):
     x0, x1, x2, x3 = a[i0], a[i0 + s], a[i0 + 2 * s], a[i0 + 3 * s]
     a[i0] = _A * (x0 + x1 + x2 + x3)
@@ -30,7 +30,7 @@ def _fdct4_1d(a, i0, s):
     a[i0 + 3 * s] = _C * (x0 - x3) - _B * (x1 - x2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _idct4_1d(a, i0, s):
     y0, y1, y2, y3 = a[i0], a[i0 + s], a[i0 + 2 * s], a[i0 + 3 * s]
     a[i0] = _A * y0 + _B * y1 + _A * y2 + _C * y3
@@ -224,7 +224,7 @@ def sad_pred16(src, y0, x0, pred):
     return s
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def mv_bits_approx(d):
     """Approximate bits of one MVD component (for motion search costs)."""
     a = abs(d)

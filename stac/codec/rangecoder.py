@@ -40,12 +40,12 @@ def new_decoder_state() -> np.ndarray:
     return np.zeros(4, dtype=np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _prob(probs, ctx):
     return (probs[ctx, 0] + probs[ctx, 1]) >> 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _update(probs, ctx, bit):
     if bit == 0:
         probs[ctx, 0] += (65536 - probs[ctx, 0]) >> 4
@@ -164,7 +164,7 @@ def dec_bypass(ds, buf):
     return _decode_with_prob(ds, buf, 1 << (PROB_BITS - 1))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def cost_bit(probs, ctx, bit, cost_table):
     """Estimated bits of coding `bit` in context `ctx` (state unchanged)."""
     p = _prob(probs, ctx)
