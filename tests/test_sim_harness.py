@@ -142,3 +142,33 @@ def test_measured_profile_uses_wall_time(tmp_path, model):
     waits = (kf["t_sent"] - kf["t_capture"]).to_numpy()
     assert (waits > 0).all() and not np.allclose(waits, encode_table)
     assert math.isclose(frames["t_capture"].iloc[-1], 0.48)
+
+
+def test_device_slower_than_real_time(tmp_path, model):
+    """A device that takes longer than the frame interval: frames queue, seconds stop at the
+    video's end, and every frame is still shown (driving the harness directly)."""
+    from stac.frames import open_source
+    from stac.groundtruth import GroundTruth
+    from stac.latency import TableProfile
+    from stac.results import RunWriter
+    from stac.schemes import SchemeConfig, build_scheme
+    from stac.sim import Simulation
+
+    source = open_source("default", size=SIZE, max_frames=25)
+    scheme = build_scheme("jpeg", SchemeConfig(source_fps=25.0, frame_size=SIZE, fps=25.0),
+                          model)
+    # 0.1 s per encode at this size: every frame is a keyframe, 2.5x the frame interval
+    slow = TableProfile("slow", {"encode": 0.1, "decode": 0.0, "inference": 0.0},
+                        ref_pixels=SIZE[0] * SIZE[1])
+    writer = RunWriter(tmp_path / "slow")
+    gt = GroundTruth(model, source, "untrained")
+    result = Simulation(scheme, load_trace(_trace(tmp_path, [0], [10_000.0], end=10.0)), slow,
+                        gt.score, writer).run(source)
+    writer.close()
+    frames = pd.read_csv(tmp_path / "slow" / "frames.csv")
+    seconds = pd.read_csv(tmp_path / "slow" / "seconds.csv")
+    assert result.frames == 25 and result.sim_time_s == pytest.approx(2.5, abs=0.01)
+    np.testing.assert_allclose(frames["t_sent"], 0.1 * (np.arange(25) + 1))  # a FIFO device
+    assert list(seconds["second"]) == [0]  # the run lasts 2.5 s but the video only 1 s
+    assert seconds["bitrate_kbps"][0] == pytest.approx(
+        frames.loc[frames["t_sent"] < 1, "bytes"].sum() * 8 / 1000)

@@ -126,6 +126,7 @@ class Simulation:
         self.second_fps: dict[int, tuple[float, float]] = {}
         self.feedbacks = 0
         self._captured = 0
+        self._last_capture = 0.0
         self._processed = 0
         self._camera_done = False
         self._all_done = self.env.event()
@@ -153,6 +154,7 @@ class Simulation:
                               fps=self.config.fps)
             self.records[frame.index] = rec
             self._captured += 1
+            self._last_capture = frame.t
             self.env.process(self._device_frame(frame, rec))
         self._camera_done = True
         self._check_done()
@@ -231,6 +233,8 @@ class Simulation:
         second = 0
         while True:
             yield self.env.timeout(second + 1 - self.env.now)
+            if self._camera_done and second >= self._last_capture + 1e-9:
+                return  # past the video: the device is still catching up
             content = self.scheme.device.content(second)
             self._emit_second(second, 1.0, content)
             bitrate = self.bits_sent.get(second, 0.0) / 1000.0
