@@ -1,0 +1,126 @@
+"""`stac-sim models {list,train,eval}`: the edge models, their training and evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 360x480, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"resolution must be positive, got {text!r}")
+    return h, w
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list, train and evaluate edge models")
+    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("list", help="registered models with their shipped checkpoints")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("train", help="train a model on CamVid (resumable, validated per epoch)")
+    p.add_argument("name", help="registered model name (see `models list`)")
+    p.add_argument("--data", required=True, type=Path, help="CamVid folder (train/, val/, ...)")
+    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints and logs")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--resolution", type=_resolution, default=(360, 480),
+                   help="HxW the data is resized to and validated at (default 360x480)")
+    p.add_argument("--crop", type=_resolution, default=(240, 320),
+                   help="HxW of the random training crops (default 240x320)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-config", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE",
+                   help="builder arguments, e.g. width=0.25")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (1 is fastest on a CPU shared with other jobs)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model on a CamVid split; prints JSON")
+    p.add_argument("model", help="registered name (shipped checkpoint) or checkpoint path")
+    p.add_argument("--data", required=True, type=Path, help="CamVid folder")
+    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--resolution", type=_resolution, default=None,
+                   help="HxW to evaluate at (default: the checkpoint's card, else 360x480)")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from edge.models.registry import list_models
+
+    rows = []
+    for info in list_models():
+        card = info.card
+        rows.append({"name": info.name,
+                     "params": card.get("params"),
+                     "checkpoint": str(info.checkpoint) if info.checkpoint else None,
+                     "resolution": "x".join(map(str, card["resolution"]))
+                     if card.get("resolution") else None,
+                     "val_miou": card.get("val_miou")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'name':<22}{'params':>10}  {'resolution':<11}{'val mIoU':>9}  checkpoint"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "-"
+        miou = f"{100 * r['val_miou']:.2f}" if r["val_miou"] is not None else "-"
+        print(f"{r['name']:<22}{params:>10}  {r['resolution'] or '-':<11}{miou:>9}  "
+              f"{r['checkpoint'] or '(none shipped)'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from edge.training import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(name=args.name, data=str(args.data), out=str(args.out),
+                      epochs=args.epochs, resolution=args.resolution, crop=args.crop,
+                      batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      seed=args.seed, model_config=dict(args.model_config))
+    record = train(cfg, resume=args.resume, log=lambda m: print(m, flush=True))
+    print(json.dumps({k: v for k, v in record.items() if k != "val_per_class_iou"}))
+    print(f"checkpoint: {Path(args.out) / 'model.pt'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edge.evaluation import evaluate
+    from edge.models.registry import ModelError
+    from stac.frames import FrameError
+
+    try:
+        result = evaluate(args.model, args.data, split=args.split, resolution=args.resolution,
+                          limit=args.limit, batch_size=args.batch_size, progress=True)
+    except (ModelError, FrameError) as exc:
+        print(f"stac-sim models eval: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
