@@ -123,7 +123,6 @@ class Simulation:
         self.epoch = 0  # configurations started so far; keyframes from older ones are stale
         self.records: dict[int, FrameRecord] = {}
         self.bits_sent: dict[int, float] = {}  # second -> bits handed to the uplink
-        self.second_fps: dict[int, tuple[float, float]] = {}
         self.feedbacks = 0
         self._captured = 0
         self._last_capture = 0.0
@@ -292,12 +291,13 @@ class Simulation:
         self.env.process(self._camera(frames, duration))
         self.env.process(self._config_step())
         self.env.run(until=self._all_done)
-        return self._finish()
+        return self._finish(getattr(frames, "fps", None))
 
-    def _finish(self) -> SimResult:
+    def _finish(self, fps: float | None) -> SimResult:
         recs = [self.records[i] for i in sorted(self.records)]
-        video_s = (recs[-1].t_capture + (recs[1].t_capture - recs[0].t_capture)
-                   if len(recs) > 1 else 1.0) if recs else 0.0
+        if fps is None and len(recs) > 1:
+            fps = 1.0 / (recs[1].t_capture - recs[0].t_capture)
+        video_s = recs[-1].t_capture + 1.0 / (fps or 1.0) if recs else 0.0
         # seconds not yet closed by the configuration step (the run's last, partial one)
         for second in range(self._seconds_emitted, math.ceil(video_s - 1e-9)):
             self._emit_second(second, min(1.0, video_s - second),
