@@ -45,7 +45,8 @@ def _stream_argv(args: argparse.Namespace) -> list[str]:
                 "--source-fps": args.source_fps, "--duration": args.duration,
                 "--downlink-delay-ms": args.downlink_delay_ms,
                 "--downlink-kbps": args.downlink_kbps,
-                "--B": None if math.isnan(args.B) else args.B}
+                "--B": None if math.isnan(args.B) else args.B,
+                "--tables": getattr(args, "tables", None)}
     for flag, value in optional.items():
         if value is not None:
             argv += [flag, str(value)]
@@ -92,7 +93,8 @@ def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
     (out / "edge").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # decode the clip and fill the ground-truth cache once, not N times in parallel
-    setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})))
+    setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})),
+                         getattr(args, "tables", None))
     n_frames = len(setup.frames)
     del setup
     edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)

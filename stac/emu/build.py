@@ -117,7 +117,7 @@ class StreamSetup:
     meta: dict[str, Any]
 
 
-def build_stream(options: RunOptions) -> StreamSetup:
+def build_stream(options: RunOptions, tables: str | None = None) -> StreamSetup:
     """The device half of `options` (the same objects `stac.sim.runner.run` builds), the
     frames decoded in advance and their ground truth cached, so neither costs stream time."""
     seed_everything(options.seed)
@@ -127,7 +127,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     w, h = source.size
     config = SchemeConfig(source_fps=source.fps, frame_size=(w, h), fps=options.fps,
                           qp=options.qp, quality=options.quality, B=options.B,
-                          schedule=dict(options.schedule))
+                          schedule=dict(options.schedule), tables=tables)
     scheme = build_scheme(options.scheme, config, model)
     frames = []
     for frame in source:

@@ -113,6 +113,7 @@ class DeviceClient:
         self._camera_started = False
         self._sessions = 0
         self._shown: set[int] = set()  # frames whose output has been computed and scored
+        self._later: set[asyncio.Task] = set()  # configurations waiting for t_effective
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
 
@@ -188,6 +189,7 @@ class DeviceClient:
                 continue
             if self._sessions:  # a fresh edge agent: restart the stream under the current
                 # configuration (a new x264 stream starts with an IDR frame, say)
+                self.epoch += 1
                 await self._on_device(lambda: self.agent.on_config(self.config))
             self._sessions += 1
             self._mark_up()
@@ -228,10 +230,16 @@ class DeviceClient:
             await self._on_device(lambda: self.agent.on_feedback(msg))
             self.feedbacks += 1
         elif isinstance(msg, protocol.Config):
-            wait = msg.t_effective - self.clock.now()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._apply(msg)
+            if msg.t_effective > self.clock.now():  # later: do not hold up the feedback
+                task = asyncio.create_task(self._apply_at(msg))
+                self._later.add(task)
+                task.add_done_callback(self._later.discard)
+            else:
+                await self._apply(msg)
+
+    async def _apply_at(self, config: Config) -> None:
+        await self.clock.sleep_until(config.t_effective)
+        await self._apply(config)
 
     async def _apply(self, config: Config) -> None:
         """A new configuration starts: discard what is not fully sent (§VII), then adopt it."""
@@ -446,6 +454,8 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qp", type=int, default=30, help="x264 QP (h264 scheme)")
     p.add_argument("--quality", type=int, default=50, help="JPEG quality (jpeg scheme)")
     p.add_argument("--B", type=float, default=math.nan, help="STAC loss bound B")
+    p.add_argument("--tables", default=None,
+                   help="STAC table file (default: the tables shipped for the model)")
     p.add_argument("--duration", type=float, default=None, help="stream only this many seconds")
     p.add_argument("--delay-ms", type=float, default=20.0, help="uplink one-way delay")
     p.add_argument("--downlink-delay-ms", type=float, default=None,
@@ -469,12 +479,13 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
-           token: str = "", wait_go: bool = False) -> dict[str, Any]:
+           token: str = "", wait_go: bool = False, tables: str | None = None
+           ) -> dict[str, Any]:
     """Run one device stream; writes the simulator's outputs into `options.out` (row by row)
     plus outages.csv, and returns the summary."""
     from stac.results import RunWriter, plot_timeline, write_summary
 
-    setup = build_stream(options)
+    setup = build_stream(options, tables)
     out = Path(options.out)
     writer = RunWriter(out)
     link = LinkOptions(delay_s=options.delay_ms / 1000.0,
@@ -543,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     try:
         summary = stream(run_options(args), args.edge, args.device_id, args.token,
-                         wait_go=args.wait_go)
+                         wait_go=args.wait_go, tables=args.tables)
     except EdgeRefused as exc:
         print(f"stac-device: {exc}", file=sys.stderr)
         return 3
