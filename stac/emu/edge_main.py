@@ -425,7 +425,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-    factory, model_name = edge_factory(args.model, seed=args.seed)
+    from edge.models.registry import ModelError
+
+    try:
+        factory, model_name = edge_factory(args.model, seed=args.seed)
+    except ModelError as exc:
+        print(f"stac-edge: {exc}\n  (pass a checkpoint path with --model, or "
+              "'untrained:NAME' for a mechanics-only run)", file=sys.stderr)
+        return 2
     options = EdgeOptions(host=args.host, port=args.port, token=args.token,
                           max_devices=args.max_devices, read_timeout=args.read_timeout,
                           idle_timeout=args.idle_timeout)
