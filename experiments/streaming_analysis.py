@@ -36,7 +36,7 @@ from stac.metrics import mean_iou, pixel_accuracy
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
-PARTS = ("streamdeq", "adaptive_propagation", "propagation_val", "streamformer")
+PARTS = ("streamdeq", "streamdeq_il", "adaptive_propagation", "propagation_val", "streamformer")
 
 
 def _model(name: str, seed: int, **overrides: Any) -> tuple[torch.nn.Module, bool]:
@@ -71,8 +71,10 @@ def _agreement(pred: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
 # --- StreamDEQ ------------------------------------------------------------------------------
 @torch.no_grad()
 def streamdeq_analysis(clip: torch.Tensor, iterations: list[int], ref_iter: int,
-                       seed: int) -> dict[str, Any]:
-    model, trained = _model("streamdeq", seed)
+                       seed: int, solver: str = "unroll") -> dict[str, Any]:
+    """Eq. 6 streaming vs the per-frame baseline; `solver` "unroll" ((S)UR-StreamDEQ) or
+    "anderson" (IL-StreamDEQ: Anderson iterations per frame and for the reference)."""
+    model, trained = _model("streamdeq", seed, solver=solver)
     refs, ref_labels, ref_res = [], [], []
     for t in range(clip.shape[0]):
         z = model.converged(clip[t:t + 1], max_iter=ref_iter, tol=1e-5)
@@ -246,24 +248,26 @@ def figures(results: dict[str, Any], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    if "streamdeq" in results:
-        r = results["streamdeq"]
+    for part, label in (("streamdeq", "StreamDEQ"), ("streamdeq_il", "IL-StreamDEQ")):
+        if part not in results:
+            continue
+        r = results[part]
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for m, rows in r["streaming"].items():
-            line, = axes[0].plot(rows["sq_distance"], label=f"StreamDEQ M={m}")
+            line, = axes[0].plot(rows["sq_distance"], label=f"{label} M={m}")
             axes[0].plot(r["per_frame_baseline"][m]["sq_distance"], "--",
                          color=line.get_color(), label=f"per-frame M={m}")
-            axes[1].plot(rows["miou"], color=line.get_color(), label=f"StreamDEQ M={m}")
+            axes[1].plot(rows["miou"], color=line.get_color(), label=f"{label} M={m}")
             axes[1].plot(r["per_frame_baseline"][m]["miou"], "--", color=line.get_color(),
                          label=f"per-frame M={m}")
         axes[0].set(xlabel="frame", ylabel="squared distance to z*", yscale="log",
-                    title="Representation distance (cf. Fig. 5)")
+                    title=f"{label}: representation distance (cf. Fig. 5)")
         axes[1].set(xlabel="frame", ylabel="mIoU vs converged model",
-                    title="Prediction agreement (cf. Figs. 11-12)")
+                    title=f"{label}: prediction agreement (cf. Figs. 11-12)")
         axes[0].legend(fontsize=7)
         axes[1].legend(fontsize=7)
         fig.tight_layout()
-        paths.append(_save(fig, out / "streamdeq_streaming.png"))
+        paths.append(_save(fig, out / f"{part}_streaming.png"))
     if "adaptive_propagation" in results:
         r = results["adaptive_propagation"]["variants"]
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -336,6 +340,9 @@ def main() -> None:
         "streamdeq": lambda: streamdeq_analysis(
             _clip(args.video, args.resolution, args.frames), args.iterations,
             args.reference_iterations, args.seed),
+        "streamdeq_il": lambda: streamdeq_analysis(
+            _clip(args.video, args.resolution, args.frames), args.iterations,
+            args.reference_iterations, args.seed, solver="anderson"),
         "adaptive_propagation": lambda: propagation_analysis(
             _clip(args.video, (360, 480), args.propagation_frames), args.key_interval,
             args.seed),
@@ -348,7 +355,7 @@ def main() -> None:
         t0 = time.perf_counter()
         results[part] = runs[part]()
         results[part]["wall_s"] = round(time.perf_counter() - t0, 1)
-        if part == "streamdeq":
+        if part.startswith("streamdeq"):
             results[part]["resolution"] = list(args.resolution)
         json_path.write_text(json.dumps(results, indent=1))    # keep what is done
     results["figures"] = figures(results, args.out)
@@ -359,8 +366,9 @@ def main() -> None:
 def _brief(results: dict[str, Any]) -> dict[str, Any]:
     """The printed summary: the per-frame series shortened to every few frames."""
     brief = json.loads(json.dumps(results))
-    for mode in ("streaming", "per_frame_baseline"):
-        for rows in brief.get("streamdeq", {}).get(mode, {}).values():
+    for mode, part in ((m, p) for m in ("streaming", "per_frame_baseline")
+                       for p in ("streamdeq", "streamdeq_il")):
+        for rows in brief.get(part, {}).get(mode, {}).values():
             for key, series in rows.items():
                 rows[key] = [round(v, 4) for v in series[::5]] + [round(series[-1], 4)]
     for row in brief.get("adaptive_propagation", {}).get("variants", {}).values():
