@@ -149,3 +149,30 @@ def test_inter_residual_coefficients_feed_the_size_model(clip):
     assert np.all(per_level[1] <= per_level[0]) and per_level[1].sum() < per_level[0].sum()
     # nothing was encoded: the next P frame is still predicted from frame 0
     assert not enc.encode(clip[1], 26).stats.intra
+
+
+def test_deblocking_smooths_block_edges_but_keeps_real_edges():
+    from stac.codec.deblock import deblock_frame, level_qps
+
+    qps = level_qps(default_tables().steps)
+    assert qps[30, 0] == 30 and qps[51, 1] == 39  # the ladder's QPs (chroma QP saturates)
+    results = []
+    for step in (6, 100):  # a blocking artefact vs a real edge (alpha(36) = 50)
+        y = np.full((16, 32), 100, np.uint8)
+        y[:, 16:] += step
+        chroma = np.full((2, 8, 16), 128, np.uint8)
+        intra = np.zeros((1, 2), np.int64)  # two intra macroblocks: strength 4 at x = 16
+        deblock_frame(
+            y,
+            chroma,
+            intra,
+            np.zeros((1, 2, 2), np.int64),
+            np.zeros((4, 8), np.int64),
+            np.full((4, 8), 36),
+            np.full((2, 4), 36),
+            qps,
+        )
+        results.append(y.astype(int))
+    small, big = results
+    assert abs(small[0, 16] - small[0, 15]) < 3 and np.all(np.diff(small[0]) >= 0)
+    assert np.array_equal(big[:, 16:], np.full((16, 16), 200)) and np.all(big[:, :16] == 100)

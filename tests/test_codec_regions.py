@@ -73,9 +73,13 @@ def test_one_region_changes_only_its_own_neighbourhood(frames):
     st_fine = enc.encode(frames[0], fine).stats
     assert st_fine.region_bits[2, 3] > 1.5 * st_base.region_bits[2, 3]
     assert st_fine.region_sse[2, 3] < 0.5 * st_base.region_sse[2, 3]
-    # Regions coded before it (macroblock rows 0-2 = region rows 0-1) are untouched; later
+    # Regions coded before it (macroblock rows 0-2 = region rows 0-1) are untouched, except
+    # the pixels the deblocking filter smooths across its top edge (region (1, 2..4)); later
     # ones change only through intra prediction from its neighbourhood.
-    assert np.array_equal(st_fine.region_sse[:2], st_base.region_sse[:2])
+    before = np.ones(grid, dtype=bool)
+    before[2:] = False
+    before[1, 2:5] = False
+    assert np.array_equal(st_fine.region_sse[before], st_base.region_sse[before])
     assert np.allclose(st_fine.region_bits[:2], st_base.region_bits[:2], atol=0.1)
     rest = slice(4, None)
     change = np.abs(st_fine.region_sse[rest] - st_base.region_sse[rest]).sum()

@@ -6,7 +6,8 @@ Macroblocks (16x16 luma, 2 x 8x8 chroma) are coded in raster order. Intra macrob
 prediction; inter macroblocks one quarter-pel motion vector coded against the H.264 median
 predictor; skipped macroblocks reuse the predicted vector with no residual. The encoder picks
 the mode of least D + lambda * R (SSD, estimated bits from the live context state) and
-reconstructs exactly as `decode_mbs` does (closed loop).
+reconstructs exactly as `decode_mbs` does (closed loop); both end with the same in-loop
+deblocking filter (`stac.codec.deblock`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from stac.codec.deblock import deblock_frame
 from stac.codec.predict import (
     MODE_DC,
     N_INTRA_MODES,
@@ -492,6 +494,7 @@ def encode_mbs(
     bits_blk,
     size_blk,
     mbtype,
+    qps,
 ):
     """Encode all macroblocks of a frame; writes the reconstruction into rec_y/rec_c, the real
     bits spent per luma 4x4 block into bits_blk (MB overhead spread evenly over its 16 blocks,
@@ -909,13 +912,16 @@ def encode_mbs(
                 else:
                     nz_c[comp, cby, cbx] = 0
             mbtype[my, mx] = mode
+    deblock_frame(rec_y, rec_c, mbtype, mv, nz_y, lvl_y, lvl_c, qps)
 
 
 # ---- the decoder ----------------------------------------------------------------------------
 
 
 @njit(cache=True)
-def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype):
+def decode_mbs(
+    ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype, qps
+):
     """Decode all macroblocks of a frame into rec_y/rec_c; returns an error code (0 = ok)."""
     h, w = rec_y.shape
     nmby = h // 16
@@ -1079,6 +1085,7 @@ def decode_mbs(ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y,
             mbtype[my, mx] = mode
     if ds[D_OVERREAD] > 0:
         return ERR_TRUNCATED
+    deblock_frame(rec_y, rec_c, mbtype, mv, nz_y, lvl_y, lvl_c, qps)
     return ERR_OK
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from stac.codec import core
 from stac.codec.bitstream import parse_header
 from stac.codec.color import ycbcr420_to_rgb
+from stac.codec.deblock import level_qps
 from stac.codec.errors import BitstreamError
 from stac.codec.layout import FrameLayout
 from stac.codec.quant import TableSet, default_tables
@@ -111,6 +112,7 @@ class Decoder:
             lvl_y,
             lvl_c,
             mbtype,
+            level_qps(tables.steps),
         )
         if err != 0:
             raise BitstreamError(f"macroblock data: {_ERRORS.get(err, f'error {err}')}")

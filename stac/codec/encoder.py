@@ -15,6 +15,7 @@ import numpy as np
 from stac.codec import core
 from stac.codec.bitstream import MAX_DIM, MAX_REGION, FrameHeader
 from stac.codec.color import psnr, rgb_to_ycbcr420, ycbcr420_to_rgb
+from stac.codec.deblock import level_qps
 from stac.codec.layout import FrameLayout
 from stac.codec.quant import TableSet, check_level_map, default_tables, region_sum
 from stac.codec.rangecoder import (
@@ -206,6 +207,7 @@ class Encoder:
                 bits_blk,
                 size_blk,
                 mbtype,
+                level_qps(self.tables.steps),
             )
             enc_flush(es, out)
             if not es[E_OVERFLOW]:
