@@ -7,7 +7,7 @@ Nothing here is algorithm code; a scheme name means the same objects as in `stac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -25,17 +25,7 @@ from stac.traces import Trace, load_trace
 
 def scheme_config_to_json(config: SchemeConfig) -> dict[str, Any]:
     """A SchemeConfig as the HELLO message carries it (JSON: NaN as None, int keys as str)."""
-    out: dict[str, Any] = {}
-    for f in fields(SchemeConfig):
-        value = getattr(config, f.name)
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        elif isinstance(value, Mapping):
-            value = {str(k): v for k, v in value.items()}
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+    return _jsonable(asdict(config))
 
 
 def scheme_config_from_json(data: dict[str, Any]) -> SchemeConfig:
