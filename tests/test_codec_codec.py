@@ -124,6 +124,20 @@ def test_encoder_rejects_bad_inputs(clip):
         enc.encode(clip[0][:50], 30)
     with pytest.raises(ValueError):
         Encoder(0, 10)
+    y, cb, cr = rgb_to_ycbcr420(clip[0])
+    with pytest.raises(ValueError, match="Cb plane"):
+        enc.encode_planes(y, cb[:-1], cr, 30)
+
+
+def test_outputs_do_not_alias_the_references(clip):
+    enc, dec = Encoder(160, 96), Decoder()
+    first = enc.encode(clip[0], 30)
+    out = dec.decode_planes(first.data)
+    for plane in (*first.planes, *out):
+        plane[:] = 0  # a caller scribbling on its frames must not change the references
+    second = enc.encode(clip[1], 30)
+    assert np.array_equal(dec.decode(second.data), second.reconstruction)
+    assert second.stats.psnr_y > 32 and second.stats.mb_modes["intra"] < 10
 
 
 def test_inter_residual_coefficients_feed_the_size_model(clip):

@@ -101,6 +101,7 @@ class Encoder:
         self._ref = None
 
     def set_tables(self, tables: TableSet) -> None:
+        """Use another table set from the next frame on (it travels embedded in that frame)."""
         self.tables = tables
 
     def inter_residual_coeffs(
@@ -153,6 +154,14 @@ class Encoder:
     def encode_planes(self, y, cb, cr, levels, intra: bool = False) -> EncodedFrame:
         """Encode 4:2:0 uint8 planes (the frame's size, chroma ceil(H/2) x ceil(W/2))."""
         lay = self.layout
+        chroma = ((lay.height + 1) // 2, (lay.width + 1) // 2)
+        for name, plane, shape in (
+            ("Y", y, (lay.height, lay.width)),
+            ("Cb", cb, chroma),
+            ("Cr", cr, chroma),
+        ):
+            if np.shape(plane) != shape or np.asarray(plane).dtype != np.uint8:
+                raise ValueError(f"expected a uint8 {name} plane {shape}, got {np.shape(plane)}")
         level_map = self._level_map(levels)
         intra = intra or self._ref is None
         src_y, src_c = lay.pad_planes(y, cb, cr)
@@ -228,7 +237,9 @@ class Encoder:
             n_bytes=len(data),
             level_map=level_map,
             region_bits=region_sum(_fold_padding(bits_blk, nby, nbx), lay.region_size, lay.grid),
-            region_size_model=region_sum(size_blk[:nby, :nbx], lay.region_size, lay.grid),
+            region_size_model=region_sum(
+                _fold_padding(size_blk, nby, nbx), lay.region_size, lay.grid
+            ),
             region_sse=region_sum(sse_blk, lay.region_size, lay.grid),
             mb_modes={"intra": int(modes[0]), "inter": int(modes[1]), "skip": int(modes[2])},
             psnr_y=psnr(y_rec, np.asarray(y)),
@@ -236,10 +247,10 @@ class Encoder:
         return EncodedFrame(data, (y_rec, cb_rec, cr_rec), stats)
 
 
-def _fold_padding(bits_blk: np.ndarray, nby: int, nbx: int) -> np.ndarray:
-    """Per-block bits of the frame, the bits of padding blocks added to the border blocks."""
-    out = bits_blk[:nby, :nbx].copy()
-    out[-1, :] += bits_blk[nby:, :nbx].sum(axis=0)
-    out[:, -1] += bits_blk[:nby, nbx:].sum(axis=1)
-    out[-1, -1] += bits_blk[nby:, nbx:].sum()
+def _fold_padding(per_block: np.ndarray, nby: int, nbx: int) -> np.ndarray:
+    """Per-block values of the frame, those of padding blocks added to the border blocks."""
+    out = per_block[:nby, :nbx].copy()
+    out[-1, :] += per_block[nby:, :nbx].sum(axis=0)
+    out[:, -1] += per_block[:nby, nbx:].sum(axis=1)
+    out[-1, -1] += per_block[nby:, nbx:].sum()
     return out

@@ -38,8 +38,13 @@ class FrameLayout:
         return np.ascontiguousarray(y), np.ascontiguousarray(chroma)
 
     def crop_planes(self, y: np.ndarray, chroma: np.ndarray):
+        """Copies of the frame's own planes (callers may not alias the codec's reference)."""
         ch, cw = (self.height + 1) // 2, (self.width + 1) // 2
-        return y[: self.height, : self.width], chroma[0, :ch, :cw], chroma[1, :ch, :cw]
+        return (
+            y[: self.height, : self.width].copy(),
+            chroma[0, :ch, :cw].copy(),
+            chroma[1, :ch, :cw].copy(),
+        )
 
     def level_arrays(self, level_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Table level of every luma block (nby, nbx) and chroma block (ncy, ncx), padded size."""
