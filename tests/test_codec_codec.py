@@ -190,3 +190,11 @@ def test_deblocking_smooths_block_edges_but_keeps_real_edges():
     small, big = results
     assert abs(small[0, 16] - small[0, 15]) < 3 and np.all(np.diff(small[0]) >= 0)
     assert np.array_equal(big[:, 16:], np.full((16, 16), 200)) and np.all(big[:, :16] == 100)
+
+
+def test_same_inputs_same_bytes(clip):
+    runs = []
+    for _ in range(2):
+        enc = Encoder(160, 96)
+        runs.append([enc.encode(f, lv).data for f, lv in zip(clip[:3], (24, 30, 36), strict=True)])
+    assert runs[0] == runs[1]
