@@ -198,3 +198,17 @@ def test_same_inputs_same_bytes(clip):
         enc = Encoder(160, 96)
         runs.append([enc.encode(f, lv).data for f, lv in zip(clip[:3], (24, 30, 36), strict=True)])
     assert runs[0] == runs[1]
+
+
+def test_encoder_can_predict_from_the_last_delivered_frame(clip):
+    enc, dec = Encoder(160, 96), Decoder()
+    delivered = enc.encode(clip[0], 30)
+    dec.decode(delivered.data)
+    enc.encode(clip[1], 30)  # coded, then dropped before sending (STAC §VII)
+    enc.encode(clip[2], 30)  # dropped too
+    enc.use_reference(delivered.reference)
+    nxt = enc.encode(clip[3], 30)
+    assert not nxt.stats.intra
+    assert np.array_equal(dec.decode(nxt.data), nxt.reconstruction)
+    with pytest.raises(ValueError, match="padded size"):
+        enc.use_reference(Encoder(64, 48).encode(clip[0][:48, :64], 30).reference)

@@ -9,7 +9,7 @@ See docs/codec.md for the bitstream, the coefficient layout and the region maps.
 """
 
 from stac.codec.decoder import Decoder
-from stac.codec.encoder import EncodedFrame, Encoder, FrameStats
+from stac.codec.encoder import EncodedFrame, Encoder, FrameStats, Reference
 from stac.codec.errors import BitstreamError
 from stac.codec.quant import TableSet, default_tables, region_grid_shape
 from stac.codec.transform import coeffs_to_rgb, coeffs_to_rgb_torch, rgb_to_coeffs
@@ -20,6 +20,7 @@ __all__ = [
     "EncodedFrame",
     "Encoder",
     "FrameStats",
+    "Reference",
     "TableSet",
     "coeffs_to_rgb",
     "coeffs_to_rgb_torch",

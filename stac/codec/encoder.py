@@ -44,13 +44,26 @@ class FrameStats:
     psnr_y: float = 0.0
 
 
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A reconstructed frame that later frames may predict from (padded planes, read-only)."""
+
+    number: int
+    y: np.ndarray
+    chroma: np.ndarray
+
+
 @dataclass
 class EncodedFrame:
-    """The bytes of a frame, the decoder's (Y, Cb, Cr) planes of it and the encoder's stats."""
+    """The bytes of a frame, the decoder's (Y, Cb, Cr) planes of it and the encoder's stats.
+
+    `reference` is this frame as a reference: pass it to `Encoder.use_reference` to predict
+    the next frame from it (e.g. when the frames coded after it were dropped, STAC §VII)."""
 
     data: bytes
     planes: tuple[np.ndarray, np.ndarray, np.ndarray]
     stats: FrameStats
+    reference: Reference
 
     @cached_property
     def reconstruction(self) -> np.ndarray:
@@ -87,7 +100,7 @@ class Encoder:
         self.search_range = int(search_range)
         self.subpel = bool(subpel)
         self._default_id = default_tables().table_id
-        self._ref: tuple[np.ndarray, np.ndarray] | None = None
+        self._ref: Reference | None = None
         self._frame_number = 0
         self._last_table_id: int | None = None
 
@@ -99,6 +112,14 @@ class Encoder:
     def reset(self) -> None:
         """Forget the reference: the next frame is coded intra."""
         self._ref = None
+
+    def use_reference(self, reference: Reference) -> None:
+        """Predict the next frame from `reference` (an earlier `EncodedFrame.reference` of this
+        stream) instead of the last encoded frame, e.g. the last frame the receiver got."""
+        lay = self.layout
+        if reference.y.shape != lay.padded:
+            raise ValueError(f"reference of padded size {reference.y.shape}, expected {lay.padded}")
+        self._ref = reference
 
     def set_tables(self, tables: TableSet) -> None:
         """Use another table set from the next frame on (it travels embedded in that frame)."""
@@ -123,7 +144,7 @@ class Encoder:
         src_y, src_c = lay.pad_planes(*rgb_to_ycbcr420(rgb))
         lvl_y, _ = lay.level_arrays(self._level_map(level))
         lam = float(lay.lambdas(self.tables, lvl_y).mean())
-        ref_y, ref_c = self._ref
+        ref_y, ref_c = self._ref.y, self._ref.chroma
         pred_y = np.zeros_like(src_y, dtype=np.int64)
         pred_c = np.zeros_like(src_c, dtype=np.int64)
         core.predict_frame(
@@ -168,11 +189,11 @@ class Encoder:
         lvl_y, lvl_c = lay.level_arrays(level_map)
         lam = lay.lambdas(self.tables, lvl_y)
         ph, pw = lay.padded
-        ref_y, ref_c = self._ref if not intra else (src_y, src_c)
+        ref_y, ref_c = (src_y, src_c) if intra else (self._ref.y, self._ref.chroma)
         table_id = self.tables.table_id
         embed = table_id != self._default_id and (intra or table_id != self._last_table_id)
         number = self._frame_number & 0xFFFF
-        ref_number = number if intra else (self._frame_number - 1) & 0xFFFF
+        ref_number = number if intra else self._ref.number
         header = FrameHeader(
             intra,
             lay.width,
@@ -223,7 +244,9 @@ class Encoder:
                 break
             capacity *= 4
         data = header.pack() + out[: es[E_POS]].tobytes()
-        self._ref = (rec_y, rec_c)
+        rec_y.setflags(write=False)
+        rec_c.setflags(write=False)
+        self._ref = Reference(number, rec_y, rec_c)
         self._frame_number += 1
         self._last_table_id = table_id
         y_rec, cb_rec, cr_rec = lay.crop_planes(rec_y, rec_c)
@@ -244,7 +267,7 @@ class Encoder:
             mb_modes={"intra": int(modes[0]), "inter": int(modes[1]), "skip": int(modes[2])},
             psnr_y=psnr(y_rec, np.asarray(y)),
         )
-        return EncodedFrame(data, (y_rec, cb_rec, cr_rec), stats)
+        return EncodedFrame(data, (y_rec, cb_rec, cr_rec), stats, self._ref)
 
 
 def _fold_padding(per_block: np.ndarray, nby: int, nbx: int) -> np.ndarray:
