@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", type=_schedule, default={},
                    help="fixed fps changes, e.g. 3:5,6:10 (each starts a new configuration)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the GT cache")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; 1 is faster on a busy machine)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=main)
 
@@ -70,6 +72,10 @@ def main(args: argparse.Namespace) -> int:
     from stac.sim.runner import RunOptions, format_summary, run
     from stac.traces import TraceError
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     options = RunOptions(
         trace=str(args.trace), out=str(args.out), video=args.video, scheme=args.scheme,
         model=args.model, duration=args.duration, fps=args.fps, source_fps=args.source_fps,
