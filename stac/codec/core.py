@@ -28,6 +28,7 @@ from stac.codec.predict import (
     motion_compensate,
     motion_search,
 )
+from stac.codec.quant import DEADZONE_INTER, DEADZONE_INTRA
 from stac.codec.rangecoder import (
     D_OVERREAD,
     cost_bit,
@@ -46,6 +47,10 @@ from stac.codec.syntax import (
     CTX_I4_REM,
     CTX_INTRA_MB,
     CTX_SKIP,
+    ERR_INTRA_MODE,
+    ERR_MV_RANGE,
+    ERR_OK,
+    ERR_TRUNCATED,
     ZIGZAG,
     cost_block,
     cost_mvd,
@@ -56,11 +61,8 @@ from stac.codec.syntax import (
     mvd_ctx_inc,
 )
 
-DEADZONE_INTRA = 1.0 / 3.0
-DEADZONE_INTER = 1.0 / 6.0
 MB_INTRA, MB_INTER, MB_SKIP = 0, 1, 2
 MAX_MV = 1 << 14  # quarter-pels
-ERR_OK, ERR_TRUNCATED, ERR_MV_RANGE, ERR_INTRA_MODE = 0, 1, 4, 5
 _DECIMATE_SCORE = np.array([3, 2, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)
 
 

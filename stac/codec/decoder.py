@@ -20,14 +20,22 @@ from stac.codec.errors import BitstreamError
 from stac.codec.layout import FrameLayout
 from stac.codec.quant import TableSet, default_tables
 from stac.codec.rangecoder import D_OVERREAD, dec_init, new_contexts, new_decoder_state
-from stac.codec.syntax import N_CONTEXTS, dec_level_map
+from stac.codec.syntax import (
+    ERR_ESCAPE,
+    ERR_INTRA_MODE,
+    ERR_LEVEL_RANGE,
+    ERR_MV_RANGE,
+    ERR_TRUNCATED,
+    N_CONTEXTS,
+    dec_level_map,
+)
 
 _ERRORS = {
-    core.ERR_TRUNCATED: "stream truncated (the range decoder ran past the end)",
-    2: "region level outside the table set",
-    3: "escape code too long",
-    core.ERR_MV_RANGE: "motion vector out of range",
-    core.ERR_INTRA_MODE: "intra prediction mode needs unavailable neighbours",
+    ERR_TRUNCATED: "stream truncated (the range decoder ran past the end)",
+    ERR_LEVEL_RANGE: "region level outside the table set",
+    ERR_ESCAPE: "escape code too long",
+    ERR_MV_RANGE: "motion vector out of range",
+    ERR_INTRA_MODE: "intra prediction mode needs unavailable neighbours",
 }
 
 
@@ -92,7 +100,7 @@ class Decoder:
         level_map = np.zeros(lay.grid, dtype=np.int64)
         err = dec_level_map(ds, payload, probs, level_map, tables.levels)
         if err == 0 and ds[D_OVERREAD] > 0:
-            err = core.ERR_TRUNCATED
+            err = ERR_TRUNCATED
         if err != 0:
             raise BitstreamError(f"level map: {_ERRORS.get(err, f'error {err}')}")
         lvl_y, lvl_c = lay.level_arrays(level_map)

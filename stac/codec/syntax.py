@@ -46,7 +46,8 @@ ZIGZAG = np.array([0, 1, 4, 8, 5, 2, 3, 6, 9, 12, 13, 10, 7, 11, 14, 15], dtype=
 MAX_ABS_LEVEL = 1 << 20
 MVD_UNARY = 8
 MVD_EG_K = 3
-ERR_OK, ERR_ESCAPE, ERR_LEVEL_RANGE = 0, 3, 2
+# Decoder error codes (numba functions return them; `decoder.py` turns them into messages).
+ERR_OK, ERR_TRUNCATED, ERR_LEVEL_RANGE, ERR_ESCAPE, ERR_MV_RANGE, ERR_INTRA_MODE = range(6)
 
 
 @njit(cache=True)
