@@ -63,6 +63,7 @@ class DeviceAgent(ABC):
 
     def on_config(self, config: Config) -> None:
         """Adopt a new configuration (fps decides which frames are keyframes)."""
+        return None
 
     def content(self, second: int) -> Content | None:
         """Content metrics of the second just ended, for the configuration step (STAC §VI)."""
