@@ -55,6 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (1 is fastest on a CPU shared with other jobs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--val-limit", type=int, default=None,
+                   help="validate each epoch on the first N val images only (CPU time)")
+    p.add_argument("--clip-length", type=int, default=1,
+                   help="temporal models: train on clips of this many frames (edge.clips)")
+    p.add_argument("--videos", nargs="*", default=[],
+                   help="real clips to pseudo-label ('default' is bikes.mp4); needs "
+                        "--pseudo-labeler and --clip-length >= 2")
+    p.add_argument("--pseudo-labeler", default=None,
+                   help="checkpoint (name or path) whose output labels the --videos")
+    p.add_argument("--video-fraction", type=float, default=0.5,
+                   help="fraction of clip batches drawn from the --videos")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a model on a CamVid split; prints JSON")
@@ -66,6 +77,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--batch-size", type=int, default=4)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="ship a run's model.pt as edge/checkpoints/NAME.pt + .md")
+    p.add_argument("run_model", type=Path, help="a run's model.pt")
+    p.add_argument("--name", required=True, help="checkpoint name (the registered model name)")
+    p.add_argument("--data", required=True, type=Path, help="CamVid folder for the val numbers")
+    p.add_argument("--notes", default="",
+                   help="markdown appended to the card (deviations); @FILE reads a file")
+    p.add_argument("--dest", type=Path, default=None, help="folder (default edge/checkpoints)")
+    p.set_defaults(func=cmd_export)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -104,7 +124,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(name=args.name, data=str(args.data), out=str(args.out),
                       epochs=args.epochs, resolution=args.resolution, crop=args.crop,
                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      seed=args.seed, model_config=dict(args.model_config))
+                      seed=args.seed, model_config=dict(args.model_config),
+                      val_limit=args.val_limit, clip_length=args.clip_length,
+                      videos=tuple(args.videos), pseudo_labeler=args.pseudo_labeler,
+                      video_fraction=args.video_fraction)
     record = train(cfg, resume=args.resume, log=lambda m: print(m, flush=True))
     print(json.dumps({k: v for k, v in record.items() if k != "val_per_class_iou"}))
     print(f"checkpoint: {Path(args.out) / 'model.pt'}")
@@ -123,4 +146,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"stac-sim models eval: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from edge.evaluation import export_checkpoint
+    from edge.models.registry import CHECKPOINT_DIR
+
+    notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
+    out = export_checkpoint(args.run_model, args.name, args.data, notes,
+                            dest=args.dest or CHECKPOINT_DIR)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0

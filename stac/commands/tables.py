@@ -34,6 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_build)
 
 
+def _checkpoint_hash(spec: str) -> str | None:
+    """sha256 of the checkpoint file the tables were built from (None for untrained:NAME)."""
+    import hashlib
+
+    from edge.models.registry import CHECKPOINT_DIR
+
+    path = Path(spec) if Path(spec).suffix else CHECKPOINT_DIR / f"{spec}.pt"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from edge.models.registry import ModelError
     from edge.tables import TableSpec, average_gradients, build_tables, save_tables
@@ -61,6 +71,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     averager = average_gradients(model, tqdm(sample, desc="gradients", unit="frame"))
     tables = build_tables(averager.mean(), averager.coefficients, spec)
     h, w = sample[0].shape[:2]
+    tables.meta.update(checkpoint_sha256=_checkpoint_hash(args.model))
     tables.meta.update(model=str(args.model), data=str(args.data), frames=len(sample),
                        frame_indices=pick.tolist(), width=w, height=h,
                        command="stac-sim " + " ".join(sys.argv[1:]))
