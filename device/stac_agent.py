@@ -27,7 +27,7 @@ from device.residual import residual_levels
 from stac.agents import DeviceAgent, DeviceOutput, Work
 from stac.codec.encoder import Encoder
 from stac.codec.labels import decode_labels
-from stac.codec.quant import TableSet
+from stac.codec.quant import TableSet, region_grid_shape
 from stac.codec.transform import planes_to_coeffs, rgb_to_coeffs
 from stac.protocol import Config, Content, Feedback, Keyframe
 
@@ -127,28 +127,31 @@ class StacDevice(DeviceAgent):
         lp = self._levels_prime().astype(np.int64)
         original = rgb_to_coeffs(frame)
         self.meter.add(t, c=complexity(original))
-        residual_mask = None
-        if self._prev_key is None:
-            levels = lp
-        else:
-            # l'-coded on its own (not sent) -> the 7a threshold and the 7b size budget
-            self._scratch.reset()
-            alone = planes_to_coeffs(*self._scratch.encode(frame, lp, intra=True).planes)
-            predicted = rgb_to_coeffs(self._prediction(index, frame))
-            residual = [s - p for s, p in zip(original, predicted, strict=True)]
-            start = self._search if self._search is not None else lp
-            decision = residual_levels(original, alone, residual,
-                                       self.tables.steps, lp, start=start, height=self.height,
-                                       width=self.width, region_size=self.region_size)
-            levels = decision.levels.astype(np.int64)
-            residual_mask = decision.residual
-            self._search = decision.search
+        levels, residual_mask = self._residual_levels(index, frame, original, lp)
         encoded = self.encoder.encode(frame, levels)
         self._prev_key = (index, encoded.reconstruction)
         self.keyframes.append(KeyframeInfo(index=index, levels_prime=lp, levels=levels,
                                            residual=residual_mask, intra=encoded.stats.intra,
                                            n_bytes=len(encoded.data)))
         return Keyframe(index=index, t_capture=t, payload=encoded.data)
+
+    def _residual_levels(self, index: int, frame: np.ndarray, original: tuple[np.ndarray, ...],
+                         lp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The level map to encode with and the regions coded as residual at l'' (§V-C,
+        Eq. 7); (l', None) for the first keyframe of a stream."""
+        if self._prev_key is None:
+            return lp, None
+        # l'-coded on its own (not sent) -> the 7a threshold and the 7b size budget
+        self._scratch.reset()
+        alone = planes_to_coeffs(*self._scratch.encode(frame, lp, intra=True).planes)
+        predicted = rgb_to_coeffs(self._prediction(index, frame))
+        residual = [s - p for s, p in zip(original, predicted, strict=True)]
+        start = self._search if self._search is not None else lp
+        decision = residual_levels(original, alone, residual,
+                                   self.tables.steps, lp, start=start, height=self.height,
+                                   width=self.width, region_size=self.region_size)
+        self._search = decision.search
+        return decision.levels.astype(np.int64), decision.residual
 
     def on_feedback(self, feedback: Feedback) -> list[Work]:
         """Cache the segmentation and region levels of a keyframe newer than the anchor."""
@@ -159,9 +162,33 @@ class StacDevice(DeviceAgent):
         except ValueError:  # too old to propagate from (flows dropped): keep the current one
             return []
         self._labels = decode_labels(feedback.segmentation)
-        self._levels = decode_labels(feedback.levels).astype(np.int64)
+        self._levels = (decode_labels(feedback.levels).astype(np.int64) if feedback.levels
+                        else None)
         return []
 
     def content(self, second: int) -> Content | None:
         """Mean c and d of that second (§VI)."""
         return self.meter.second(second)
+
+
+class UniformDevice(StacDevice):
+    """Device agent of scheme `uniform`: `StacDevice` (flow, propagation of the fed-back
+    segmentation, keyframes at fps, the project codec with inter prediction) with one fixed
+    table `level` for every region of every keyframe: no propagated levels (§V-B) and no
+    residual levels (Eq. 7). The baseline that isolates STAC's table adaptation."""
+
+    def __init__(self, tables: TableSet, config: Config, source_fps: float,
+                 frame_size: tuple[int, int], level: int, flow: FlowConfig | None = None,
+                 region_size: int = 6) -> None:
+        if not 0 <= level < tables.levels:
+            raise ValueError(f"level must be in [0, {tables.levels - 1}], got {level}")
+        super().__init__(tables, config, source_fps, frame_size, flow, region_size)
+        self.level = int(level)
+
+    def _levels_prime(self) -> np.ndarray:
+        shape = region_grid_shape(self.height, self.width, self.region_size)
+        return np.full(shape, self.level, dtype=np.int64)
+
+    def _residual_levels(self, index: int, frame: np.ndarray, original: tuple[np.ndarray, ...],
+                         lp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return lp, None

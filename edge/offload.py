@@ -1,5 +1,8 @@
 """Edge half of plain offloading (H.264 / JPEG baselines, STAC §VIII-A): decode, segment, feed back.
 
+Also the edge of scheme `uniform` (the project codec at one table level, `OWN`): there the
+frames come from `stac.codec`, decoded with the table set the device encodes with.
+
 The model runs at the decoded frame's own resolution (the resolution the device sends);
 its argmax labels go back as a PNG label map. An optional fps schedule makes the edge
 start new configurations at given seconds (fixed-configuration sweeps, and the tests of
@@ -16,12 +19,15 @@ import torch
 
 from edge.models.base import StreamingSegmenter
 from stac.agents import EdgeAgent, EdgeOutput, Work
+from stac.codec.decoder import Decoder
 from stac.codec.labels import encode_labels
+from stac.codec.quant import TableSet
 from stac.codec.reference import X264Decoder, jpeg_decode
 from stac.protocol import Config, Content, Feedback, Keyframe
 
 H264 = "h264"
 JPEG = "jpeg"
+OWN = "stac"  # the project's codec (stac.codec), with a table set
 _SPS = 7  # H.264 NAL unit type of a sequence parameter set
 
 
@@ -46,13 +52,18 @@ def nal_types(payload: bytes) -> list[int]:
 
 
 class OffloadEdge(EdgeAgent):
-    """Decode each keyframe (x264 stream or JPEG), segment it, return the labels."""
+    """Decode each keyframe (x264 stream, JPEG or the project codec), segment it, return
+    the labels. The project codec (`OWN`) needs the device's `tables`."""
 
     def __init__(self, codec: str, model: StreamingSegmenter, config: Config,
                  schedule: Mapping[int, float] | None = None,
-                 frame_size: tuple[int, int] | None = None) -> None:
-        if codec not in (H264, JPEG):
-            raise ValueError(f"unknown offload codec {codec!r}; expected 'h264' or 'jpeg'")
+                 frame_size: tuple[int, int] | None = None,
+                 tables: TableSet | None = None) -> None:
+        if codec not in (H264, JPEG, OWN):
+            raise ValueError(f"unknown offload codec {codec!r}; expected 'h264', 'jpeg' or "
+                             f"{OWN!r}")
+        if (codec == OWN) != (tables is not None):
+            raise ValueError(f"codec {OWN!r} takes a table set, and only it")
         self.codec = codec
         self.model = model
         self.config = config
@@ -61,11 +72,14 @@ class OffloadEdge(EdgeAgent):
             raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
         self.frame_size = frame_size  # (w, h) the device sends; crops x264's even padding
         self._decoder: X264Decoder | None = None
+        self._own = Decoder(tables) if tables is not None else None
         self._state: Any = model.initial_state()
 
     def _decode(self, payload: bytes) -> np.ndarray:
         if self.codec == JPEG:
             return jpeg_decode(payload)
+        if self._own is not None:
+            return self._own.decode(payload)
         if self._decoder is None or _SPS in nal_types(payload):  # a (new) stream starts
             w, h = self.frame_size if self.frame_size is not None else (None, None)
             self._decoder = X264Decoder(w, h)

@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from stac.codec.color import psnr, rgb_to_ycbcr420
 from stac.codec.decoder import Decoder
 from stac.codec.encoder import Encoder
 from stac.codec.reference import X264Decoder, X264Encoder
 from stac.frames import default_clip_path, open_video
+from stac.metrics import bd_rate
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
@@ -70,23 +70,6 @@ def run_x264(frames, qp: int, gop: int):
         sizes.append(len(data))
         quality.append(psnr(out[0][:h, :w], y[0]))
     return sizes, quality
-
-
-def bd_rate(rate_a, psnr_a, rate_b, psnr_b) -> float:
-    """Bjontegaard delta rate of curve b relative to curve a (fraction; 0.5 = 50% more bits)."""
-
-    def curve(rate, q):
-        order = np.argsort(q)
-        return PchipInterpolator(np.asarray(q)[order], np.log(np.asarray(rate))[order])
-
-    lo = max(min(psnr_a), min(psnr_b))
-    hi = min(max(psnr_a), max(psnr_b))
-    if hi <= lo:
-        raise ValueError("RD curves do not overlap in PSNR")
-    fa, fb = curve(rate_a, psnr_a), curve(rate_b, psnr_b)
-    grid = np.linspace(lo, hi, 200)
-    diff = np.trapezoid(fb(grid) - fa(grid), grid) / (hi - lo)
-    return float(np.exp(diff) - 1.0)
 
 
 def bench_rd(name: str, frames, levels, fps: float) -> dict:

@@ -138,3 +138,38 @@ def bitrate_kbps(
     keep = idx < n
     sums = np.bincount(idx[keep], weights=b[keep], minlength=n)[:n]
     return sums * 8.0 / 1000.0 / window_s
+
+
+def rd_front(rate: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rate-quality points no other point beats (less or equal rate, higher quality),
+    sorted by rate: quality then rises strictly with rate, as `bd_rate` needs. For curves
+    whose quality is not monotone in the knob (accuracy against bitrate)."""
+    r = np.asarray(rate, dtype=np.float64).reshape(-1)
+    q = np.asarray(quality, dtype=np.float64).reshape(-1)
+    order = np.lexsort((-q, r))  # by rate, the best quality first among equal rates
+    keep, best = [], -np.inf
+    for i in order:
+        if q[i] > best:
+            keep.append(i)
+            best = q[i]
+    return r[keep], q[keep]
+
+
+def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
+    """Bjontegaard delta rate of curve b relative to curve a (fraction; 0.5 = 50% more bits,
+    -0.2 = 20% fewer): log-rate as a PCHIP function of quality (PSNR, PA, ...), averaged
+    over the quality range both curves cover. Qualities must be distinct on each curve."""
+    from scipy.interpolate import PchipInterpolator
+
+    def curve(rate, q):
+        order = np.argsort(q)
+        return PchipInterpolator(np.asarray(q)[order], np.log(np.asarray(rate))[order])
+
+    lo = max(min(quality_a), min(quality_b))
+    hi = min(max(quality_a), max(quality_b))
+    if hi <= lo:
+        raise ValueError("RD curves do not overlap in quality")
+    fa, fb = curve(rate_a, quality_a), curve(rate_b, quality_b)
+    grid = np.linspace(lo, hi, 200)
+    diff = np.trapezoid(fb(grid) - fa(grid), grid) / (hi - lo)
+    return float(np.exp(diff) - 1.0)

@@ -28,7 +28,9 @@ class SchemeConfig:
     """What a scheme factory needs to know besides the model.
 
     `fps` is the keyframe rate (STAC's fps, §VI); `qp` the uniform x264 QP; `quality` the
-    JPEG quality; `B` STAC's loss-increment bound. `source_fps` and `frame_size` (w, h)
+    JPEG quality; `B` STAC's loss-increment bound; `level` the one table level of scheme
+    `uniform` (None: the middle level); `tables` the table file of `stac` and `uniform`
+    (path or model name; None: the model's shipped tables). `source_fps` and `frame_size` (w, h)
     describe the captured stream. `schedule` maps a second to the fps that starts then
     (fixed-configuration experiments; empty: the configuration never changes).
     """
@@ -41,6 +43,7 @@ class SchemeConfig:
     B: float = math.nan
     schedule: Mapping[int, float] = field(default_factory=dict)
     tables: str | None = None  # STAC table file (path or model name); None: the model's shipped
+    level: int | None = None  # uniform table level (scheme `uniform`); None: levels // 2
 
 
 @dataclass
@@ -62,6 +65,7 @@ _FACTORIES: dict[str, str] = {
     "h264": "stac.schemes:h264",
     "jpeg": "stac.schemes:jpeg",
     "stac": "stac.schemes:stac",
+    "uniform": "stac.schemes:uniform",
 }
 
 
@@ -107,20 +111,48 @@ def jpeg(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
     return _offload("jpeg", config.quality, config, model)
 
 
+def _tables(name: str, config: SchemeConfig, model: StreamingSegmenter):
+    """The TableSet of `config.tables` (None: the model's shipped tables)."""
+    from edge.tables import TableFileError, tables_for
+
+    try:
+        return tables_for(model, config.tables).table_set()
+    except TableFileError as e:
+        raise SchemeError(f"scheme {name!r}: {e}") from None
+
+
 def stac(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
     """STAC (§IV-V) at fixed `config.B` and `config.fps`, with the model's offline tables."""
     from device.stac_agent import StacDevice
     from edge.stac_agent import StacEdge
-    from edge.tables import TableFileError, tables_for
 
     if not config.B > 0:
         raise SchemeError(f"scheme 'stac' needs a loss-increment bound B > 0, got {config.B}")
-    try:
-        tables = tables_for(model, config.tables).table_set()
-    except TableFileError as e:
-        raise SchemeError(str(e)) from None
+    tables = _tables("stac", config, model)
     start = Config(B=float(config.B), fps=float(config.fps), t_effective=0.0)
     device = StacDevice(tables, start, source_fps=config.source_fps,
                         frame_size=config.frame_size)
     edge = StacEdge(model, tables, start, schedule=config.schedule)
     return Scheme(name="stac", device=device, edge=edge, config=start)
+
+
+def uniform(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
+    """STAC's codec, keyframes and segmentation propagation, but one table level for every
+    region of every keyframe (`config.level`): no Algorithm 1, no Eq. 7 residual levels.
+
+    The baseline that isolates STAC's spatial and temporal table adaptation. The
+    configuration's `B` field carries the level (as it carries QP / quality for h264 / jpeg).
+    """
+    from device.stac_agent import UniformDevice
+    from edge.offload import OWN, OffloadEdge
+
+    tables = _tables("uniform", config, model)
+    level = tables.levels // 2 if config.level is None else int(config.level)
+    if not 0 <= level < tables.levels:
+        raise SchemeError(f"scheme 'uniform' needs a level in [0, {tables.levels - 1}], "
+                          f"got {config.level}")
+    start = Config(B=float(level), fps=float(config.fps), t_effective=0.0)
+    device = UniformDevice(tables, start, source_fps=config.source_fps,
+                           frame_size=config.frame_size, level=level)
+    edge = OffloadEdge(OWN, model, start, schedule=config.schedule, tables=tables)
+    return Scheme(name="uniform", device=device, edge=edge, config=start)

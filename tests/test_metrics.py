@@ -116,3 +116,14 @@ def test_bitrate_per_window_against_brute_force():
     assert bitrate_kbps([1000], [3.0], duration_s=2).sum() == 0  # outside the duration
     with pytest.raises(ValueError):
         bitrate_kbps([1, 2], [0.0])
+
+
+def test_rd_front_and_bd_rate():
+    from stac.metrics import bd_rate, rd_front
+
+    rate, quality = rd_front([400, 100, 200, 300, 250], [0.9, 0.7, 0.8, 0.85, 0.78])
+    assert list(rate) == [100, 200, 300, 400] and list(quality) == [0.7, 0.8, 0.85, 0.9]
+    # the same curve at 80% of the rate: BD-rate -20%, at every quality
+    assert abs(bd_rate(rate, quality, 0.8 * rate, quality) + 0.2) < 1e-9
+    with pytest.raises(ValueError, match="overlap"):
+        bd_rate(rate, quality, rate, quality + 1)

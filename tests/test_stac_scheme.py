@@ -92,37 +92,22 @@ def test_stac_agents_exchange_real_bytes_and_propagate(model, clip):
     assert sum(map(len, fine)) > sum(map(len, payloads))
 
 
-TABLES_FOR_SIM: dict[str, str] = {}
-
-
-def _stac_with_tables(config, model):
-    """Scheme `stac` with a table file (the run options do not carry one yet)."""
-    import dataclasses
-
-    from stac.schemes import stac
-
-    return stac(dataclasses.replace(config, tables=TABLES_FOR_SIM["path"]), model)
-
-
 @pytest.mark.slow
-def test_stac_runs_in_the_simulator(tmp_path, monkeypatch, repo_root):
+def test_stac_runs_in_the_simulator(tmp_path, repo_root):
     import pandas as pd
 
     from edge.models.registry import build_model
     from edge.tables import average_gradients, save_tables
-    from stac import schemes
     from stac.sim.runner import RunOptions, run
 
     model = build_model("bisenet").eval()
     frames = [f.rgb for f in open_video(schemes_default_clip(), size=(160, 68), max_frames=2)]
     avg = average_gradients(model, frames)
-    TABLES_FOR_SIM["path"] = str(save_tables(build_tables(avg.mean(), avg.coefficients),
-                                             tmp_path / "tables"))
-    monkeypatch.setitem(schemes._FACTORIES, "stac", f"{__name__}:_stac_with_tables")
+    tables = str(save_tables(build_tables(avg.mean(), avg.coefficients), tmp_path / "tables"))
     out = tmp_path / "run"
     run(RunOptions(trace=str(repo_root / "traces" / "lte.csv"), out=str(out), scheme="stac",
                    model="untrained:bisenet", duration=1.0, fps=5.0, size=(160, 68), B=0.01,
-                   use_cache=False))
+                   tables=tables, use_cache=False))
     frames_csv = pd.read_csv(out / "frames.csv")
     assert len(frames_csv) == 25 and frames_csv["keyframe"].sum() == 5
     later = frames_csv[(frames_csv["keyframe"] == 0) & (frames_csv["frame"] > 5)]
@@ -135,3 +120,151 @@ def schemes_default_clip():
     from stac.frames import default_clip_path
 
     return default_clip_path()
+
+
+# --- scheme `uniform`, and the options that reach `stac` / `uniform` from RunOptions and the CLI
+
+SMALL = (96, 64)
+
+
+@pytest.fixture(scope="module")
+def small_frames():
+    from stac.frames import open_source
+
+    return [f.rgb for f in open_source("default", size=SMALL, max_frames=8)]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the suite shares 2 cores with other jobs
+    torch.manual_seed(0)
+    yield build_model("drn_d_22", width=0.25).eval()  # untrained: mechanics only
+    torch.set_num_threads(threads)
+
+
+def _uniform(level, model, fps=25 / 3):
+    from stac.schemes import SchemeConfig, build_scheme
+
+    return build_scheme("uniform", SchemeConfig(source_fps=25.0, frame_size=SMALL, fps=fps,
+                                                level=level), model)
+
+
+def test_uniform_one_level_propagation_and_own_codec(small_frames, small_model):
+    from edge.offload import segment
+    from stac.codec.decoder import Decoder
+
+    scheme = _uniform(12, small_model)
+    dev, edge = scheme.device, scheme.edge
+    assert scheme.config.B == 12.0  # the configuration carries the level, as QP for h264
+    decoder = Decoder(dev.tables)
+    outs = []
+    for i, frame in enumerate(small_frames):
+        out = dev.on_frame(i, i / 25, frame)
+        outs.append(out)
+        if out.keyframe is not None:
+            fb = edge.on_keyframe(out.keyframe).feedback
+            assert fb.index == i and fb.levels == b""  # no Algorithm 1
+            expected, _ = segment(small_model, decoder.decode(out.keyframe.payload))
+            np.testing.assert_array_equal(decode_labels(fb.segmentation), expected)
+            dev.on_feedback(fb)
+    assert [i for i, o in enumerate(outs) if o.keyframe is not None] == [0, 3, 6]
+    info = dev.keyframes
+    assert all(np.all(k.levels == 12) and k.residual is None for k in info)
+    assert info[0].intra and not info[1].intra  # IPPP on the project codec
+    # frames after a keyframe show its segmentation warped by the flow (propagated)
+    assert outs[1].result_index == 0 and outs[1].propagated
+    assert outs[4].result_index == 3 and outs[4].propagated
+    assert all("predictive_coding" not in [w.kind for w in o.work] for o in outs)
+
+
+def test_uniform_coarser_level_fewer_bytes(small_frames, small_model):
+    sizes = {}
+    for level in (6, 20):
+        dev = _uniform(level, small_model, fps=25.0).device
+        sizes[level] = sum(len(dev.on_frame(i, i / 25, f).keyframe.payload)
+                           for i, f in enumerate(small_frames))
+    assert sizes[6] > 1.5 * sizes[20]
+
+
+def test_uniform_default_and_bad_levels(small_model):
+    from stac.schemes import SchemeError
+
+    assert _uniform(None, small_model).config.B == 16.0  # the middle of 32 shipped tables
+    for bad in (-1, 32):
+        with pytest.raises(SchemeError, match="level"):
+            _uniform(bad, small_model)
+
+
+def test_run_options_reach_the_scheme_config():
+    from stac.frames import open_source
+    from stac.sim.runner import RunOptions, scheme_config
+
+    source = open_source("default", size=SMALL)
+    config = scheme_config(RunOptions(trace="t.csv", out="o", B=3.5, tables="x.npz", level=7,
+                                      qp=22, quality=33, fps=5.0, schedule={2: 4.0}), source)
+    assert (config.B, config.tables, config.level, config.qp, config.quality) == (
+        3.5, "x.npz", 7, 22, 33)
+    assert config.fps == 5.0 and config.schedule == {2: 4.0}
+    assert config.frame_size == SMALL and config.source_fps == 25.0
+
+
+def test_cli_tables_option_is_used(tmp_path, repo_root, capsys):
+    from stac.cli import main
+
+    rc = main(["run", "--trace", str(repo_root / "traces" / "lte.csv"), "--scheme", "stac",
+               "--B", "1", "--tables", str(tmp_path / "missing.npz"), "--size", "96x64",
+               "--duration", "0.2", "--threads", "1", "--no-cache", "--out", str(tmp_path)])
+    assert rc == 2 and "missing.npz" in capsys.readouterr().err
+
+
+def _cli_run(tmp_path, repo_root, name, *args, size="160x68", duration="1"):
+    import pandas as pd
+
+    from stac.cli import main
+
+    out = tmp_path / name
+    argv = ["run", "--trace", str(repo_root / "traces" / "lte.csv"), "--fps", "5",
+            "--duration", duration, "--threads", "1", "--out", str(out), *args]
+    if size is not None:
+        argv += ["--size", size]
+    assert main(argv) == 0
+    return pd.read_csv(out / "frames.csv")
+
+
+@pytest.fixture
+def gt_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("STAC_CACHE", str(tmp_path_factory.getbasetemp() / "stac-cache"))
+
+
+@pytest.mark.slow
+def test_cli_B_level_and_tables_change_the_bytes(tmp_path, repo_root, gt_cache):
+    """Each option reaches the scheme: the shipped bisenet and its shipped tables."""
+    def key_bytes(frames):
+        return frames.loc[frames["keyframe"] == 1, "bytes"].mean()
+
+    fine = _cli_run(tmp_path, repo_root, "fine", "--scheme", "stac", "--B", "0.5")
+    coarse = _cli_run(tmp_path, repo_root, "coarse", "--scheme", "stac", "--B", "20")
+    assert key_bytes(coarse) < 0.8 * key_bytes(fine)  # larger B: coarser tables
+    other = _cli_run(tmp_path, repo_root, "other", "--scheme", "stac", "--B", "20",
+                     "--tables", str(repo_root / "edge" / "tables" / "drn_d_22.npz"))
+    assert key_bytes(other) != key_bytes(coarse)
+    low = _cli_run(tmp_path, repo_root, "low", "--scheme", "uniform", "--level", "4")
+    high = _cli_run(tmp_path, repo_root, "high", "--scheme", "uniform", "--level", "24")
+    assert key_bytes(high) < 0.5 * key_bytes(low)
+    later = high[(high["keyframe"] == 0) & (high["frame"] > 5)]
+    assert (later["result_age_frames"] > 0).all() and later["pa"].notna().all()
+
+
+@pytest.mark.slow
+def test_cli_stac_acceptance_command(tmp_path, repo_root, gt_cache):
+    """The issue's acceptance command, on the default clip at its own size."""
+    frames = _cli_run(tmp_path, repo_root, "accept", "--scheme", "stac", "--B", "2",
+                      size=None, duration="2")
+    assert len(frames) == 50 and frames["keyframe"].sum() == 10
+    later = frames[frames["frame"] > 5]
+    non_key = later[later["keyframe"] == 0]
+    assert (non_key["result_age_frames"] > 0).all() and non_key["pa"].notna().all()
+    assert non_key["pa"].mean() > 0.5  # the shipped model, propagated: still close to GT

@@ -46,7 +46,8 @@ def _stream_argv(args: argparse.Namespace) -> list[str]:
                 "--downlink-delay-ms": args.downlink_delay_ms,
                 "--downlink-kbps": args.downlink_kbps,
                 "--B": None if math.isnan(args.B) else args.B,
-                "--tables": getattr(args, "tables", None)}
+                "--tables": getattr(args, "tables", None),
+                "--level": getattr(args, "level", None)}
     for flag, value in optional.items():
         if value is not None:
             argv += [flag, str(value)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -48,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, default=None, help="resize frames to WxH")
     p.add_argument("--qp", type=int, default=30, help="x264 uniform QP (h264)")
     p.add_argument("--quality", type=int, default=50, help="JPEG quality (jpeg)")
+    p.add_argument("--B", type=float, default=math.nan,
+                   help="loss-increment bound B of Algorithm 1 (stac; required there)")
+    p.add_argument("--tables", default=None,
+                   help="table file or model name (stac, uniform; default: the model's "
+                        "shipped tables, edge/tables/MODEL.npz)")
+    p.add_argument("--level", type=int, default=None,
+                   help="the one table level of every region (uniform; 0 finest; default: "
+                        "the middle level)")
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="latency profile (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,7 +88,8 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(
         trace=str(args.trace), out=str(args.out), video=args.video, scheme=args.scheme,
         model=args.model, duration=args.duration, fps=args.fps, source_fps=args.source_fps,
-        size=args.size, qp=args.qp, quality=args.quality, profile=args.profile,
+        size=args.size, qp=args.qp, quality=args.quality, B=args.B, tables=args.tables,
+        level=args.level, profile=args.profile,
         seed=args.seed, delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
         downlink_kbps=args.downlink_kbps, schedule=args.schedule, use_cache=not args.no_cache)
     try:

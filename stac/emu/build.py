@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,13 @@ from stac.frames import Frame, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
 from stac.schemes import DEFAULT_MODEL, Scheme, SchemeConfig, build_scheme
-from stac.sim.runner import RunOptions, _jsonable, resolve_model, seed_everything
+from stac.sim.runner import (
+    RunOptions,
+    _jsonable,
+    resolve_model,
+    scheme_config,
+    seed_everything,
+)
 from stac.traces import Trace, load_trace
 
 
@@ -115,9 +121,9 @@ def build_stream(options: RunOptions, tables: str | None = None) -> StreamSetup:
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     model = resolve_model(options.model)
     w, h = source.size
-    config = SchemeConfig(source_fps=source.fps, frame_size=(w, h), fps=options.fps,
-                          qp=options.qp, quality=options.quality, B=options.B,
-                          schedule=dict(options.schedule), tables=tables)
+    if tables is not None:
+        options = replace(options, tables=tables)
+    config = scheme_config(options, source)
     scheme = build_scheme(options.scheme, config, model)
     frames = []
     for frame in source:

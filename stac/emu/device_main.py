@@ -456,6 +456,8 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--B", type=float, default=math.nan, help="STAC loss bound B")
     p.add_argument("--tables", default=None,
                    help="STAC table file (default: the tables shipped for the model)")
+    p.add_argument("--level", type=int, default=None,
+                   help="the one table level of scheme uniform (default: the middle level)")
     p.add_argument("--duration", type=float, default=None, help="stream only this many seconds")
     p.add_argument("--delay-ms", type=float, default=20.0, help="uplink one-way delay")
     p.add_argument("--downlink-delay-ms", type=float, default=None,
@@ -473,7 +475,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         trace=str(args.trace), out=str(args.out), video=args.video, scheme=args.scheme,
         model=args.model, duration=args.duration, fps=args.fps, source_fps=args.source_fps,
-        size=args.size, qp=args.qp, quality=args.quality, B=args.B, seed=args.seed,
+        size=args.size, qp=args.qp, quality=args.quality, B=args.B,
+        tables=getattr(args, "tables", None), level=getattr(args, "level", None), seed=args.seed,
         delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
         downlink_kbps=args.downlink_kbps, schedule=args.schedule, use_cache=not args.no_cache)
 

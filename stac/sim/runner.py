@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.latency import DEFAULT_PROFILE, get_profile
 from stac.results import RunWriter, plot_timeline, write_summary
-from stac.schemes import DEFAULT_MODEL, DEFAULT_SCHEME, SchemeConfig, build_scheme
+from stac.schemes import DEFAULT_MODEL, DEFAULT_SCHEME, Scheme, SchemeConfig, build_scheme
 from stac.sim.harness import LinkConfig, Simulation
 from stac.traces import load_trace
 
@@ -44,7 +44,9 @@ class RunOptions:
     size: tuple[int, int] | None = None  # (w, h) resize; None: the source's size
     qp: int = 30
     quality: int = 50
-    B: float = math.nan
+    B: float = math.nan  # stac: loss-increment bound
+    tables: str | None = None  # stac/uniform: table file or model name; None: model's shipped
+    level: int | None = None  # uniform: the one table level; None: the middle level
     profile: str = DEFAULT_PROFILE
     seed: int = 0
     delay_ms: float = 20.0
@@ -70,12 +72,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def scheme_config(options: RunOptions, source: Any) -> SchemeConfig:
+    """The scheme factory's configuration for `options` on an opened frame `source`."""
+    return SchemeConfig(
+        source_fps=source.fps, frame_size=tuple(source.size), fps=options.fps, qp=options.qp,
+        quality=options.quality, B=options.B, schedule=dict(options.schedule),
+        tables=options.tables, level=options.level)
+
+
 def run(options: RunOptions, progress: bool = False,
-        model: StreamingSegmenter | None = None) -> dict[str, Any]:
+        model: StreamingSegmenter | None = None,
+        prepare: Callable[[Scheme], None] | None = None) -> dict[str, Any]:
     """Simulate `options`; write frames.csv, seconds.csv, summary.json, timeline.png in `out`.
 
     `model` overrides `options.model` (an already built network, e.g. shared across runs).
-    Returns the summary.
+    `prepare` sees the built scheme before the simulation starts (experiments use it to
+    observe an agent, e.g. record the edge's feedback). Returns the summary.
     """
     t0 = time.perf_counter()
     seed_everything(options.seed)
@@ -85,9 +97,9 @@ def run(options: RunOptions, progress: bool = False,
     if model is None:
         model = resolve_model(options.model)
     w, h = source.size
-    scheme = build_scheme(options.scheme, SchemeConfig(
-        source_fps=source.fps, frame_size=(w, h), fps=options.fps, qp=options.qp,
-        quality=options.quality, B=options.B, schedule=dict(options.schedule)), model)
+    scheme = build_scheme(options.scheme, scheme_config(options, source), model)
+    if prepare is not None:
+        prepare(scheme)
     gt = GroundTruth(model, source, options.model, use_cache=options.use_cache)
     link = LinkConfig(
         delay_s=options.delay_ms / 1000.0,
