@@ -64,7 +64,7 @@ def evaluate(model, coeffs, h, w, labels, fake_raw) -> dict:
     q_own = F.cross_entropy(logits, own)
     g_t = torch.autograd.grad(q_t, coef, retain_graph=True)
     g_f = torch.autograd.grad(q_own, coef)
-    return {"Q_T": float(q_t), "Q_F": float(q_f), "Q_F_own": float(q_own),
+    return {"Q_T": float(q_t.detach()), "Q_F": float(q_f), "Q_F_own": float(q_own.detach()),
             "g_T": [g.numpy() for g in g_t], "g_F": [g.numpy() for g in g_f],
             "labels": own[0].numpy()}
 
