@@ -1,6 +1,6 @@
 """Accuracy-bitrate curves of STAC against its baselines (STAC Fig. 1 / Fig. 11 analogue, issue 5).
 
-    python experiments/fig11_accuracy_bitrate.py --out experiments/results/fig11 [--quick]
+    python experiments/fig11_accuracy_bitrate.py --out out/fig11 [--quick] [--fps 10]
 
 For each clip (the default clip bikes.mp4 at 640x272, and
 ../shared/data/videos/solidWhiteRight.mp4 resized to 480x360) the simulator
@@ -201,7 +201,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "fig11")
+    p.add_argument("--out", type=Path, default=REPO / "out" / "fig11")
     p.add_argument("--clips", default=",".join(CLIPS), help="comma list of " + ", ".join(CLIPS))
     p.add_argument("--schemes", default=",".join(SWEEPS))
     p.add_argument("--model", default=DEFAULT_MODEL)
