@@ -15,7 +15,7 @@ from edge.models.adaptive_propagation import (
     PropagationState,
     spatially_variant_conv,
 )
-from edge.models.registry import build_model, load_model, save_checkpoint
+from edge.models.registry import build_model, list_models, load_model, save_checkpoint
 from edge.models.streamdeq import StreamDEQ, anderson
 from edge.models.streamformer import KVCache, StreamFormer
 from edge.training import to_tensor
@@ -83,6 +83,33 @@ def test_gradient_wrt_frame_is_finite_and_nonzero_with_detached_state(name, clip
     assert torch.isfinite(frame.grad).all() and frame.grad.abs().sum() > 0
     tensors = [v for v in _tensors(nxt)]
     assert tensors and not any(t.requires_grad for t in tensors)
+
+
+SHIPPED = [info.name for info in list_models() if info.name in TINY and info.checkpoint]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_backbone_streams_resets_and_back_propagates(name, shared_data):
+    """The trained checkpoint on real frames: the state carries the past, a new stream
+    forgets it, and d loss / d frame is finite and non-zero with the state detached."""
+    frames = to_tensor(np.stack([f.rgb for f in open_video(
+        shared_data / "videos" / "solidWhiteRight.mp4", size=(192, 144), max_frames=4)]))
+    model = load_model(name)
+    with torch.no_grad():
+        state = model.initial_state()
+        for t in range(3):
+            _, state = model.step(frames[t:t + 1], state)
+        fresh, _ = model.step(frames[3:4], model.initial_state())
+        again, _ = model.step(frames[3:4], model.initial_state())
+    assert torch.equal(fresh, again)
+    frame = frames[3:4].clone().requires_grad_()
+    carried, nxt = model.step(frame, state)
+    assert carried.shape == (1, 11, 144, 192)
+    assert not torch.allclose(carried, fresh, atol=1e-4)
+    loss = torch.nn.functional.cross_entropy(carried, carried.argmax(1))
+    loss.backward()
+    assert torch.isfinite(frame.grad).all() and frame.grad.abs().sum() > 0
+    assert not any(t.requires_grad for t in _tensors(nxt))
 
 
 def _tensors(state):
