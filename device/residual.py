@@ -11,6 +11,10 @@ a region is sum |s' - s'_rec| where s'_rec are the DCT coefficients of the frame
 reconstructed at l' (the residual regenerated from the reconstruction differs from the
 true one by exactly that, the DCT being linear). The search per region starts at its l''
 of the last keyframe and walks up (coarser) while 7a holds, or down until it holds.
+
+V'_r (7b) is given by the caller (`budget`: the device passes the size model per region of
+the keyframe coded on its own at l', i.e. of the coefficients the codec's intra path
+codes) or defaults to the size model of the raw coefficients s' at l' (footnote 4).
 """
 
 from __future__ import annotations
@@ -99,13 +103,15 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
                     residual: Sequence[np.ndarray], steps: np.ndarray, levels: np.ndarray,
                     start: np.ndarray | None = None, height: int | None = None,
                     width: int | None = None, region_size: int = REGION_SIZE,
-                    deadzone: float = DEADZONE_INTER) -> ResidualLevels:
+                    deadzone: float = DEADZONE_INTER,
+                    budget: np.ndarray | None = None) -> ResidualLevels:
     """Eq. 7 with 7a and 7b for every region at once.
 
     original: (Y, Cb, Cr) DCT coefficients s' of the keyframe; reconstructed: those of the
     keyframe reconstructed after coding it at l' (`levels`); residual: coefficients s'' of
     the inter/intra residual; steps: table set (L, 3, 16); start: l'' of the last keyframe
-    (default l'). Frame size defaults to the padded luma plane.
+    (default l'); budget: V'_r per region (default: size model of s' at l'). Frame size
+    defaults to the padded luma plane.
     """
     steps = np.asarray(steps, np.float64)
     if steps.ndim != 3 or steps.shape[1:] != (3, 16):
@@ -129,7 +135,12 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
     lp = levels.ravel().astype(np.int64)
 
     threshold = flat.per_region(np.abs(s - rec))  # 7a right-hand side
-    budget = flat.per_region(size_bits(s, table[lp[flat.region], flat.bin]))  # V'_r (7b)
+    if budget is None:  # V'_r (7b): the size model of the original coefficients at l'
+        budget = flat.per_region(size_bits(s, table[lp[flat.region], flat.bin]))
+    else:
+        budget = np.asarray(budget, np.float64).ravel()
+        if budget.size != flat.count:
+            raise ValueError(f"budget V'_r must have one value per region {grid}")
 
     def error(level: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """sum |s'' - deq(quant(s''))| per region at the given per-region levels (7a lhs)."""

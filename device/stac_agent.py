@@ -3,9 +3,10 @@
 Every captured frame: DIS flow to the previous raw frame (§V-A), the newest fed-back
 segmentation warped to it (§V-B), and the inter-frame difference d (§VI). Every keyframe
 (evenly spaced at the configured fps): the fed-back region levels propagated to it (l'),
-the frame coded once at l' on its own to get the 7a threshold, the residual against the
-motion-compensated previous keyframe, residual levels l'' under Eq. 7, 7a, 7b (§V-C), the
-real encode with the codec, and the complexity c of its unquantised coefficients (§VI).
+the frame coded once at l' on its own (its reconstruction gives the 7a threshold, its
+per-region size model the 7b budget V'_r), the residual against the encoder's own
+motion-compensated prediction, residual levels l'' under Eq. 7, 7a, 7b (§V-C), the real
+encode with the codec, and the complexity c of its unquantised coefficients (§VI).
 
 The codec decides intra/inter per macroblock by rate-distortion; a region that falls back
 (Eq. 7 fails) is coded at l' with that decision rather than forced intra (the codec has no
@@ -23,13 +24,16 @@ import numpy as np
 from device.content import ContentMeter, complexity, difference, is_keyframe
 from device.flow import DISFlow, FlowCache, FlowConfig, pixel_grid, to_grey
 from device.propagation import middle_levels, propagate_labels, propagate_levels
-from device.residual import residual_levels
+from device.residual import ResidualLevels, residual_levels
 from stac.agents import DeviceAgent, DeviceOutput, Work
 from stac.codec.encoder import Encoder
 from stac.codec.labels import decode_labels
 from stac.codec.quant import TableSet, region_grid_shape
 from stac.codec.transform import planes_to_coeffs, rgb_to_coeffs
 from stac.protocol import Config, Content, Feedback, Keyframe
+
+RESIDUAL_SOURCES = ("codec", "flow")  # s'' of Eq. 7: the encoder's own prediction, or DIS
+BUDGET_SOURCES = ("intra", "original")  # V'_r of 7b: the l'-coded keyframe, or raw s' at l'
 
 
 @dataclass
@@ -49,7 +53,8 @@ class StacDevice(DeviceAgent):
 
     def __init__(self, tables: TableSet, config: Config, source_fps: float,
                  frame_size: tuple[int, int], flow: FlowConfig | None = None,
-                 region_size: int = 6) -> None:
+                 region_size: int = 6, residual: str = "codec",
+                 budget: str = "intra") -> None:
         if not source_fps > 0:
             raise ValueError(f"source_fps must be > 0, got {source_fps}")
         self.tables = tables
@@ -57,6 +62,12 @@ class StacDevice(DeviceAgent):
         self.source_fps = float(source_fps)
         self.width, self.height = (int(v) for v in frame_size)
         self.region_size = region_size
+        if residual not in RESIDUAL_SOURCES:
+            raise ValueError(f"residual must be one of {RESIDUAL_SOURCES}, got {residual!r}")
+        if budget not in BUDGET_SOURCES:
+            raise ValueError(f"budget must be one of {BUDGET_SOURCES}, got {budget!r}")
+        self.residual_source = residual
+        self.budget_source = budget
         self.cache = FlowCache(DISFlow(flow))
         self.encoder = Encoder(self.width, self.height, tables=tables, region_size=region_size)
         self._scratch = Encoder(self.width, self.height, tables=tables, region_size=region_size)
@@ -67,6 +78,7 @@ class StacDevice(DeviceAgent):
         self._levels: np.ndarray | None = None  # region levels fed back for the anchor
         self._prev_key: tuple[int, np.ndarray] | None = None  # (index, reconstruction)
         self._search: np.ndarray | None = None  # l'' of the last keyframe: next search start
+        self.last_decision: ResidualLevels | None = None  # Eq. 7 of the newest keyframe
         self.keyframes: list[KeyframeInfo] = []
 
     def on_config(self, config: Config) -> None:
@@ -141,15 +153,22 @@ class StacDevice(DeviceAgent):
         Eq. 7); (l', None) for the first keyframe of a stream."""
         if self._prev_key is None:
             return lp, None
-        # l'-coded on its own (not sent) -> the 7a threshold and the 7b size budget
+        # The keyframe l'-coded on its own (not sent) gives both constraints (§V-C): its
+        # reconstruction the 7a threshold, its size model per region V'_r (7b).
         self._scratch.reset()
-        alone = planes_to_coeffs(*self._scratch.encode(frame, lp, intra=True).planes)
-        predicted = rgb_to_coeffs(self._prediction(index, frame))
-        residual = [s - p for s, p in zip(original, predicted, strict=True)]
+        alone = self._scratch.encode(frame, lp, intra=True)
+        if self.residual_source == "codec":  # the encoder's own motion-compensated residual
+            residual = self.encoder.inter_residual_coeffs(frame, lp)
+        else:  # the previous reconstruction warped by the cached DIS flows
+            predicted = rgb_to_coeffs(self._prediction(index, frame))
+            residual = [s - p for s, p in zip(original, predicted, strict=True)]
+        budget = alone.stats.region_size_model if self.budget_source == "intra" else None
         start = self._search if self._search is not None else lp
-        decision = residual_levels(original, alone, residual,
+        decision = residual_levels(original, planes_to_coeffs(*alone.planes), residual,
                                    self.tables.steps, lp, start=start, height=self.height,
-                                   width=self.width, region_size=self.region_size)
+                                   width=self.width, region_size=self.region_size,
+                                   budget=budget)
+        self.last_decision = decision
         self._search = decision.search
         return decision.levels.astype(np.int64), decision.residual
 

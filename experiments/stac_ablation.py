@@ -3,6 +3,15 @@ Eq. 7 residual levels (every region coded at its propagated Algorithm-1 level l'
 uniform level, on the same codec.
 
     python experiments/stac_ablation.py [--clip bikes|solidWhiteRight] [--frames 51]
+        [--variants stac,stac_old,stac_no_eq7,uniform]
+
+Variants (`--variants`, default the four above): `stac`, the device as shipped (Eq. 7 on
+the residual against the encoder's own motion-compensated prediction,
+`Encoder.inter_residual_coeffs`; 7b against V'_r = the size model per region of the
+keyframe l'-coded on its own by the codec's intra path); `stac_old`, the device before
+that change (residual against the previous reconstruction warped by the cached DIS flows;
+V'_r = size model of the raw coefficients s' at l'); `stac_codec_residual` and
+`stac_intra_budget`, one of the two changes each; `stac_no_eq7`; `uniform`.
 
 Device and edge agents run in lockstep (each keyframe's feedback reaches the device before
 the next frame: no network, no simulator), keyframes at --fps, the shipped model and
@@ -41,6 +50,16 @@ class NoResidualLevels(StacDevice):
         return lp, None
 
 
+VARIANTS = {  # name -> (device class, Eq. 7 residual s'', 7b budget V'_r); see the doc
+    "stac": (StacDevice, "codec", "intra"),
+    "stac_old": (StacDevice, "flow", "original"),
+    "stac_codec_residual": (StacDevice, "codec", "original"),
+    "stac_intra_budget": (StacDevice, "flow", "intra"),
+    "stac_no_eq7": (NoResidualLevels, "codec", "intra"),
+    "uniform": None,
+}
+
+
 def play(scheme, frames, gt):
     device = scheme.device
     n_bytes, pa, miou = 0, [], []
@@ -70,6 +89,8 @@ def main() -> None:
     p.add_argument("--B", default="1.5,4,10")
     p.add_argument("--levels", default="10,14,18")
     p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--variants", default="stac,stac_old,stac_no_eq7,uniform",
+                   help="comma-separated subset of " + ",".join(VARIANTS))
     args = p.parse_args()
     torch.set_num_threads(1)
     video, size = CLIPS[args.clip]
@@ -78,15 +99,20 @@ def main() -> None:
     gt = GroundTruth(model, source, args.model)
     frames = [f for _, f in zip(range(args.frames), source, strict=False)]
     cfg = SchemeConfig(source_fps=source.fps, frame_size=source.size, fps=args.fps)
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     rows = []
     for b in map(float, args.B.split(",")):
-        for variant, no_res in (("stac", False), ("stac_no_eq7", True)):
+        for variant in (v for v in variants if v != "uniform"):
             s = build_scheme("stac", SchemeConfig(**{**cfg.__dict__, "B": b}), model)
-            if no_res:
-                s.device = NoResidualLevels(s.device.tables, s.config, source.fps, source.size)
+            kind, residual, budget = VARIANTS[variant]
+            s.device = kind(s.device.tables, s.config, source.fps, source.size,
+                            residual=residual, budget=budget)
             rows.append({"variant": variant, "knob": b, **play(s, frames, gt)})
             print(json.dumps(rows[-1]), flush=True)
-    for level in map(int, args.levels.split(",")):
+    for level in map(int, args.levels.split(",")) if "uniform" in variants else ():
         s = build_scheme("uniform", SchemeConfig(**{**cfg.__dict__, "level": level}), model)
         rows.append({"variant": "uniform", "knob": level, **play(s, frames, gt)})
         print(json.dumps(rows[-1]), flush=True)
@@ -95,9 +121,9 @@ def main() -> None:
         pts = [r for r in rows if r["variant"] == variant]
         return rd_front([r["bytes"] for r in pts], [r["key_pa"] for r in pts])
 
-    ur, uq = front("uniform")
+    ur, uq = front("uniform") if "uniform" in variants else (np.zeros(0), np.zeros(0))
     savings = {}
-    for variant in ("stac", "stac_no_eq7"):
+    for variant in (v for v in variants if v != "uniform" and ur.size):
         r, q = front(variant)
         try:
             savings[variant] = -bd_rate(ur, uq, r, q)

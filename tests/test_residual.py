@@ -147,3 +147,71 @@ def test_bad_input(frames):
     with pytest.raises(ValueError, match="do not match"):
         residual_levels(cur, cur, [c[:-1] for c in cur], steps, np.full((4, 5), 1), height=H,
                         width=W)
+
+
+def test_7b_budget_given_per_region(frames):
+    steps = default_tables().steps
+    cur, prev = (rgb_to_coeffs(f) for f in frames)
+    lp = np.full((4, 5), 24)
+    q = [steps[24, c] for c in range(3)]
+    rec = [dequantise(quantise(cur[c], q[c], DEADZONE_INTRA), q[c]) for c in range(3)]
+    res = [a - b for a, b in zip(cur, prev, strict=True)]
+    free = residual_levels(cur, rec, res, steps, lp, height=H, width=W,
+                           budget=np.full((4, 5), np.inf))
+    assert np.all(free.budget == np.inf)
+    assert np.array_equal(free.residual, free.error <= free.threshold)  # only 7a left
+    none = residual_levels(cur, rec, res, steps, lp, height=H, width=W,
+                           budget=np.zeros((4, 5)))
+    assert np.array_equal(none.residual, free.residual & (free.size == 0))
+    assert np.all(none.levels[~none.residual] == 24)
+    with pytest.raises(ValueError, match="one value per region"):
+        residual_levels(cur, rec, res, steps, lp, height=H, width=W, budget=np.zeros(3))
+
+
+def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, shared_data,
+                                                                   monkeypatch):
+    """§V-C: the keyframe coded on its own at l' gives both constraints (its reconstruction
+    7a, its size V'_r 7b), and s'' is the residual the encoder will code (its own motion
+    search), not a DIS-warped estimate."""
+    import device.stac_agent as agent
+    from device.propagation import middle_levels
+    from stac.codec.encoder import Encoder
+    from stac.codec.transform import planes_to_coeffs
+    from stac.protocol import Config
+
+    paths = sorted((shared_data / "camvid" / "val").glob("0016E5_*.png"))[10:13]
+    clip = [np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+                                 [200:200 + H, 100:100 + W]) for p in paths]
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return residual_levels(*args, **kwargs)
+
+    monkeypatch.setattr(agent, "residual_levels", spy)
+    tables = default_tables()
+    device = agent.StacDevice(tables, Config(B=1.0, fps=30.0, t_effective=0.0),
+                              source_fps=30.0, frame_size=(W, H))
+    mirror = Encoder(W, H, tables=tables)  # replays the device's encodes
+    for i, frame in enumerate(clip):
+        if i:
+            # no feedback in this test: l' is the middle level everywhere
+            expected_res = mirror.inter_residual_coeffs(frame, middle_levels(H, W, tables.levels))
+        out = device.on_frame(i, i / 30, frame)
+        assert out.keyframe is not None
+        info = device.keyframes[-1]
+        if i:
+            (original, rec, res, steps, lp), kwargs = calls[-1]
+            alone = Encoder(W, H, tables=tables).encode(frame, info.levels_prime, intra=True)
+            np.testing.assert_array_equal(kwargs["budget"], alone.stats.region_size_model)
+            for a, b in zip(rec, planes_to_coeffs(*alone.planes), strict=True):
+                np.testing.assert_array_equal(a, b)
+            for a, b in zip(res, expected_res, strict=True):
+                np.testing.assert_array_equal(a, b)
+            d = device.last_decision
+            assert np.all(d.size[d.residual] <= alone.stats.region_size_model[d.residual])
+        mirror.encode(frame, info.levels)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="residual must be"):
+        agent.StacDevice(tables, Config(B=1.0, fps=30.0, t_effective=0.0), source_fps=30.0,
+                         frame_size=(W, H), residual="warp")
