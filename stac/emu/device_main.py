@@ -314,14 +314,8 @@ class DeviceClient:
             await self._frame(frame)
 
     def _emit_second(self, second: int, span: float, content: protocol.Content | None) -> None:
-        bw = float(self.trace.bits_between(second, second + span)) / 1000.0 / span
-        config = self._config_at(second)
-        self.sink.second(SecondRecord(
-            second=second, span_s=span,
-            bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000.0 / span,
-            bandwidth_kbps=bw, B=config.B, fps=config.fps,
-            c=content.c if content is not None else math.nan,
-            d=content.d if content is not None else math.nan))
+        self.sink.second(SecondRecord.account(second, span, self.bits_sent.get(second, 0.0),
+                                              self.trace, self._config_at(second), content))
 
     async def _seconds(self, video_s: float) -> None:
         """Once per second (STAC §VI): content and uplink account to the edge's tuner."""

@@ -68,6 +68,17 @@ class SecondRecord:
     c: float = math.nan
     d: float = math.nan
 
+    @classmethod
+    def account(cls, second: int, span: float, bits_sent: float, trace: Trace,
+                config: Config, content: Content | None) -> SecondRecord:
+        """The row of one second: bits sent against the trace's capacity over
+        [second, second + span), the configuration then in force and the content metrics."""
+        return cls(second=second, span_s=span, bitrate_kbps=bits_sent / 1000.0 / span,
+                   bandwidth_kbps=float(trace.bits_between(second, second + span)) / 1000.0 / span,
+                   B=config.B, fps=config.fps,
+                   c=content.c if content is not None else math.nan,
+                   d=content.d if content is not None else math.nan)
+
 
 class RunSink:
     """Receives records as the simulation produces them (see `stac.results.RunWriter`)."""
@@ -269,14 +280,8 @@ class Simulation:
         return current
 
     def _emit_second(self, second: int, span: float, content: Content | None) -> None:
-        bw = float(self.trace.bits_between(second, second + span)) / 1000.0 / span
-        config = self._config_at(second)
-        self.sink.second(SecondRecord(
-            second=second, span_s=span,
-            bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000.0 / span,
-            bandwidth_kbps=bw, B=config.B, fps=config.fps,
-            c=content.c if content is not None else math.nan,
-            d=content.d if content is not None else math.nan))
+        self.sink.second(SecondRecord.account(second, span, self.bits_sent.get(second, 0.0),
+                                              self.trace, self._config_at(second), content))
         self._seconds_emitted = second + 1
 
     def _check_done(self) -> None:
