@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ def train_command(cfg: dict[str, Any]) -> str:
              f"--batch-size {cfg['batch_size']} --optimizer {cfg['optimizer']} --lr {cfg['lr']}",
              f"--seed {cfg['seed']}"]
     if cfg.get("model_config"):
-        parts.append("--model-config " + " ".join(f"{k}={v}" for k, v in
-                                                 cfg["model_config"].items()))
+        parts.append("--model-config " + " ".join(
+            shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}")
+            for k, v in cfg["model_config"].items()))
     return " ".join(parts)
 
 

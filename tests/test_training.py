@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from edge.clips import Motion, clip_batches, pseudo_label_video, still_clip
+from edge.evaluation import train_command
 from edge.models.base import IGNORE_INDEX, NUM_CLASSES
 from edge.models.registry import build_model, load_model, save_checkpoint
 from edge.training import (
@@ -23,6 +26,7 @@ from edge.training import (
     still_batches,
     train,
 )
+from stac.cli import build_parser
 from stac.cli import main as cli_main
 
 
@@ -140,8 +144,10 @@ def test_clip_batches_mix_stills_and_pseudo_labelled_video(tiny_camvid):
     video = pseudo_label_video("default", model, (48, 64), max_frames=6, min_confidence=0.0)
     assert video.frames.shape == (6, 48, 64, 3) and video.labels.shape == (6, 48, 64)
     with torch.no_grad():
-        expect = model(torch.from_numpy(video.frames[:1]).permute(0, 3, 1, 2) / 255).argmax(1)
-    assert np.array_equal(video.labels[0], expect[0].numpy())
+        # the labeller's own first batch of 4: a batch of 1 may round differently in float32
+        # and flip near-ties of this untrained network's argmax
+        expect = model(torch.from_numpy(video.frames[:4]).permute(0, 3, 1, 2) / 255).argmax(1)
+    assert np.array_equal(video.labels[:4], expect.numpy())
     strict = pseudo_label_video("default", model, (48, 64), max_frames=2, min_confidence=0.99)
     assert (strict.labels == IGNORE_INDEX).mean() > 0.5      # unsure pixels become void
     batches = list(clip_batches(data, 4, 3, Augment(crop=(32, 48)), np.random.default_rng(0),
@@ -215,3 +221,16 @@ def test_models_commands(tiny_camvid, tmp_path, capsys):
     assert cli_main(["models", "list"]) == 0
     listing = capsys.readouterr().out
     assert "drn_d_22" in listing and "streamdeq" in listing
+
+
+def test_card_command_parses_back_to_the_same_configuration():
+    """The command a model card shows is a valid shell line that reproduces the run's
+    settings, model configs with lists and strings included."""
+    cfg = TrainConfig(name="streamdeq", data="../shared/data/camvid", out="runs/x", epochs=3,
+                      model_config={"channels": [12, 24, 48], "train_iterations": 4,
+                                    "stage": "basic"})
+    argv = shlex.split(train_command(asdict(cfg)))
+    assert argv[:3] == ["stac-sim", "models", "train"]
+    args = build_parser().parse_args(argv[1:])
+    assert dict(args.model_config) == cfg.model_config
+    assert (args.epochs, args.lr, args.seed, tuple(args.resolution)) == (3, cfg.lr, 0, (360, 480))
