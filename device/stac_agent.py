@@ -32,6 +32,7 @@ from stac.codec.quant import TableSet, region_grid_shape
 from stac.codec.transform import planes_to_coeffs, rgb_to_coeffs
 from stac.protocol import Config, Content, Feedback, Keyframe
 
+CUT_THRESHOLD = 30.0  # mean |grey difference| of adjacent frames (0-255) that marks a shot cut
 RESIDUAL_SOURCES = ("codec", "flow")  # s'' of Eq. 7: the encoder's own prediction, or DIS
 BUDGET_SOURCES = ("intra", "original")  # V'_r of 7b: the l'-coded keyframe, or raw s' at l'
 
@@ -54,7 +55,7 @@ class StacDevice(DeviceAgent):
     def __init__(self, tables: TableSet, config: Config, source_fps: float,
                  frame_size: tuple[int, int], flow: FlowConfig | None = None,
                  region_size: int = 6, residual: str = "codec",
-                 budget: str = "intra") -> None:
+                 budget: str = "intra", cut_threshold: float | None = CUT_THRESHOLD) -> None:
         if not source_fps > 0:
             raise ValueError(f"source_fps must be > 0, got {source_fps}")
         self.tables = tables
@@ -68,6 +69,10 @@ class StacDevice(DeviceAgent):
             raise ValueError(f"budget must be one of {BUDGET_SOURCES}, got {budget!r}")
         self.residual_source = residual
         self.budget_source = budget
+        if cut_threshold is not None and not cut_threshold > 0:
+            raise ValueError(f"cut_threshold must be > 0 or None, got {cut_threshold}")
+        self.cut_threshold = cut_threshold
+        self._diffs: dict[int, float] = {}  # mean |grey difference| to the previous frame
         self.cache = FlowCache(DISFlow(flow))
         self.encoder = Encoder(self.width, self.height, tables=tables, region_size=region_size)
         self._scratch = Encoder(self.width, self.height, tables=tables, region_size=region_size)
@@ -98,7 +103,9 @@ class StacDevice(DeviceAgent):
         work = []
         if self.cache.push(index, grey):
             work.append(Work("flow", pixels))
-        self.meter.add(t, d=difference(grey, self._grey))
+        d = difference(grey, self._grey)
+        self.meter.add(t, d=d)
+        self._diffs[index] = d / pixels
         work.append(Work("content", pixels))
         self._grey = grey
         if self._start is None:
@@ -118,9 +125,19 @@ class StacDevice(DeviceAgent):
                             result_index=self.cache.anchor if segmentation is not None else None,
                             keyframe=keyframe, work=work, propagated=propagated)
 
+    def cut_since_anchor(self) -> bool:
+        """A shot cut between the anchor keyframe and the newest frame: some adjacent pair of
+        frames after the anchor differs by more than `cut_threshold` per pixel (d of §VI)."""
+        if self.cut_threshold is None or self.cache.anchor is None:
+            return False
+        return any(d > self.cut_threshold for i, d in self._diffs.items()
+                   if i > self.cache.anchor)
+
     def _levels_prime(self) -> np.ndarray:
-        """l' for the new keyframe: fed-back levels propagated along the flows (§V-B)."""
-        if self._levels is None:
+        """l' for the new keyframe: fed-back levels propagated along the flows (§V-B). The
+        first keyframe, and a keyframe after a shot cut (no flow covers it, so the cached
+        strategy has no corresponding content), use the middle level (§V-B)."""
+        if self._levels is None or self.cut_since_anchor():
             return middle_levels(self.height, self.width, self.tables.levels, self.region_size)
         return propagate_levels(self._levels, self.cache.to_anchor(), self.cache.covered(),
                                 self.region_size)
@@ -180,6 +197,7 @@ class StacDevice(DeviceAgent):
             self.cache.set_anchor(feedback.index)
         except ValueError:  # too old to propagate from (flows dropped): keep the current one
             return []
+        self._diffs = {i: d for i, d in self._diffs.items() if i > feedback.index}
         self._labels = decode_labels(feedback.segmentation)
         self._levels = (decode_labels(feedback.levels).astype(np.int64) if feedback.levels
                         else None)

@@ -11,7 +11,10 @@ the residual against the encoder's own motion-compensated prediction,
 keyframe l'-coded on its own by the codec's intra path); `stac_old`, the device before
 that change (residual against the previous reconstruction warped by the cached DIS flows;
 V'_r = size model of the raw coefficients s' at l'); `stac_codec_residual` and
-`stac_intra_budget`, one of the two changes each; `stac_no_eq7`; `uniform`.
+`stac_intra_budget`, one of the two changes each; `stac_no_eq7`; `uniform`. Every STAC
+variant restarts from the middle level after a shot cut (`StacDevice.cut_threshold`);
+`stac_no_cut` and `stac_no_eq7_no_cut` propagate the levels across cuts (the device
+before 2026-11-30 late).
 
 Device and edge agents run in lockstep (each keyframe's feedback reaches the device before
 the next frame: no network, no simulator), keyframes at --fps, the shipped model and
@@ -31,7 +34,7 @@ import json
 import numpy as np
 import torch
 
-from device.stac_agent import StacDevice
+from device.stac_agent import CUT_THRESHOLD, StacDevice
 from stac.codec.labels import decode_labels
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
@@ -50,12 +53,14 @@ class NoResidualLevels(StacDevice):
         return lp, None
 
 
-VARIANTS = {  # name -> (device class, Eq. 7 residual s'', 7b budget V'_r); see the doc
-    "stac": (StacDevice, "codec", "intra"),
-    "stac_old": (StacDevice, "flow", "original"),
-    "stac_codec_residual": (StacDevice, "codec", "original"),
-    "stac_intra_budget": (StacDevice, "flow", "intra"),
-    "stac_no_eq7": (NoResidualLevels, "codec", "intra"),
+VARIANTS = {  # name -> (device class, Eq. 7 residual s'', 7b budget V'_r, shot-cut rule)
+    "stac": (StacDevice, "codec", "intra", True),
+    "stac_old": (StacDevice, "flow", "original", True),
+    "stac_codec_residual": (StacDevice, "codec", "original", True),
+    "stac_intra_budget": (StacDevice, "flow", "intra", True),
+    "stac_no_eq7": (NoResidualLevels, "codec", "intra", True),
+    "stac_no_cut": (StacDevice, "codec", "intra", False),
+    "stac_no_eq7_no_cut": (NoResidualLevels, "codec", "intra", False),
     "uniform": None,
 }
 
@@ -107,9 +112,10 @@ def main() -> None:
     for b in map(float, args.B.split(",")):
         for variant in (v for v in variants if v != "uniform"):
             s = build_scheme("stac", SchemeConfig(**{**cfg.__dict__, "B": b}), model)
-            kind, residual, budget = VARIANTS[variant]
+            kind, residual, budget, cut = VARIANTS[variant]
             s.device = kind(s.device.tables, s.config, source.fps, source.size,
-                            residual=residual, budget=budget)
+                            residual=residual, budget=budget,
+                            cut_threshold=CUT_THRESHOLD if cut else None)
             rows.append({"variant": variant, "knob": b, **play(s, frames, gt)})
             print(json.dumps(rows[-1]), flush=True)
     for level in map(int, args.levels.split(",")) if "uniform" in variants else ():

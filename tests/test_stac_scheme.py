@@ -268,3 +268,38 @@ def test_cli_stac_acceptance_command(tmp_path, repo_root, gt_cache):
     non_key = later[later["keyframe"] == 0]
     assert (non_key["result_age_frames"] > 0).all() and non_key["pa"].notna().all()
     assert non_key["pa"].mean() > 0.5  # the shipped model, propagated: still close to GT
+
+
+def test_levels_restart_from_the_middle_after_a_shot_cut(small_frames):
+    """A keyframe after a shot cut gets the middle level (§V-B, as the first frame: the
+    cached strategy has no corresponding content), not the levels propagated across it."""
+    from edge.tables import TABLE_DIR, load_tables
+    from stac.codec.labels import encode_labels
+    from stac.protocol import Feedback
+
+    tables = load_tables(TABLE_DIR / "bisenet.npz").table_set()
+    grid = region_grid_shape(SMALL[1], SMALL[0], 6)
+    fed = encode_labels(np.full(grid, 3, np.uint8))
+    seg = encode_labels(np.zeros(SMALL[::-1], np.uint8))
+
+    def levels_prime(cut_at, **kw):
+        dev = StacDevice(tables, Config(B=1.0, fps=25 / 3, t_effective=0.0), 25.0, SMALL,
+                         **kw)
+        for i, frame in enumerate(small_frames[:7]):
+            dev.on_frame(i, i / 25, 255 - frame if cut_at is not None and i >= cut_at
+                         else frame)
+            if i in (0, 3):  # each keyframe's feedback before the next frame
+                dev.on_feedback(Feedback(index=i, segmentation=seg, levels=fed))
+        return [k.levels_prime for k in dev.keyframes]
+
+    middle = tables.levels // 2
+    first, after, later = levels_prime(cut_at=None)
+    assert np.all(first == middle) and np.all(after == 3) and np.all(later == 3)
+    first, after, later = levels_prime(cut_at=2)  # cut between frames 1 and 2
+    assert np.all(after == middle)  # no propagation across the cut
+    assert np.all(later == 3)  # the anchor (3) is after the cut: propagate again
+    _, after, _ = levels_prime(cut_at=2, cut_threshold=None)  # the rule off: propagated
+    assert np.all(after == 3)
+    with pytest.raises(ValueError, match="cut_threshold"):
+        StacDevice(tables, Config(B=1.0, fps=5.0, t_effective=0.0), 25.0, SMALL,
+                   cut_threshold=0)
