@@ -7,8 +7,6 @@ import asyncio
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
 
 from stac.emu.build import build_stream, edge_factory
 from stac.emu.device_main import DeviceClient, LinkOptions
@@ -16,14 +14,6 @@ from stac.emu.edge_main import EdgeOptions, EdgeServer
 from stac.results import RunWriter
 from stac.sim.runner import RunOptions
 from stac.traces import Trace, save_trace
-
-
-@pytest.fixture()
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_reconfiguration_reaches_the_device_and_discards_the_backlog(tmp_path, monkeypatch,

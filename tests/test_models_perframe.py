@@ -14,14 +14,7 @@ from edge.models.base import NUM_CLASSES
 from edge.models.drn import DRNSeg
 from edge.models.registry import build_model, list_models, load_model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread wake-ups on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The published drn_d_22 segmentation state dict (fyu/drn DRNSeg on Cityscapes, 19 classes):
 # every convolution weight and every batch-norm layer, by name, with its width-1.0 shape.
