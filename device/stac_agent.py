@@ -72,7 +72,8 @@ class StacDevice(DeviceAgent):
         if cut_threshold is not None and not cut_threshold > 0:
             raise ValueError(f"cut_threshold must be > 0 or None, got {cut_threshold}")
         self.cut_threshold = cut_threshold
-        self._diffs: dict[int, float] = {}  # mean |grey difference| to the previous frame
+        self._last_cut: int | None = None  # newest frame that differs from its predecessor
+        #                                     by more than cut_threshold per pixel
         self.cache = FlowCache(DISFlow(flow))
         self.encoder = Encoder(self.width, self.height, tables=tables, region_size=region_size)
         self._scratch = Encoder(self.width, self.height, tables=tables, region_size=region_size)
@@ -105,7 +106,8 @@ class StacDevice(DeviceAgent):
             work.append(Work("flow", pixels))
         d = difference(grey, self._grey)
         self.meter.add(t, d=d)
-        self._diffs[index] = d / pixels
+        if self.cut_threshold is not None and d / pixels > self.cut_threshold:
+            self._last_cut = index
         work.append(Work("content", pixels))
         self._grey = grey
         if self._start is None:
@@ -128,10 +130,8 @@ class StacDevice(DeviceAgent):
     def cut_since_anchor(self) -> bool:
         """A shot cut between the anchor keyframe and the newest frame: some adjacent pair of
         frames after the anchor differs by more than `cut_threshold` per pixel (d of §VI)."""
-        if self.cut_threshold is None or self.cache.anchor is None:
-            return False
-        return any(d > self.cut_threshold for i, d in self._diffs.items()
-                   if i > self.cache.anchor)
+        anchor = self.cache.anchor
+        return self._last_cut is not None and anchor is not None and self._last_cut > anchor
 
     def _levels_prime(self) -> np.ndarray:
         """l' for the new keyframe: fed-back levels propagated along the flows (§V-B). The
@@ -197,7 +197,6 @@ class StacDevice(DeviceAgent):
             self.cache.set_anchor(feedback.index)
         except ValueError:  # too old to propagate from (flows dropped): keep the current one
             return []
-        self._diffs = {i: d for i, d in self._diffs.items() if i > feedback.index}
         self._labels = decode_labels(feedback.segmentation)
         self._levels = (decode_labels(feedback.levels).astype(np.int64) if feedback.levels
                         else None)

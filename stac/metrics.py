@@ -159,6 +159,7 @@ def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
     """Bjontegaard delta rate of curve b relative to curve a (fraction; 0.5 = 50% more bits,
     -0.2 = 20% fewer): log-rate as a PCHIP function of quality (PSNR, PA, ...), averaged
     over the quality range both curves cover. Qualities must be distinct on each curve."""
+    from scipy.integrate import trapezoid  # numpy < 2 has no np.trapezoid
     from scipy.interpolate import PchipInterpolator
 
     def curve(rate, q):
@@ -171,5 +172,5 @@ def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
         raise ValueError("RD curves do not overlap in quality")
     fa, fb = curve(rate_a, quality_a), curve(rate_b, quality_b)
     grid = np.linspace(lo, hi, 200)
-    diff = np.trapezoid(fb(grid) - fa(grid), grid) / (hi - lo)
+    diff = trapezoid(fb(grid) - fa(grid), grid) / (hi - lo)
     return float(np.exp(diff) - 1.0)

@@ -148,11 +148,11 @@ def uniform(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
 
     tables = _tables("uniform", config, model)
     level = tables.levels // 2 if config.level is None else int(config.level)
-    if not 0 <= level < tables.levels:
-        raise SchemeError(f"scheme 'uniform' needs a level in [0, {tables.levels - 1}], "
-                          f"got {config.level}")
     start = Config(B=float(level), fps=float(config.fps), t_effective=0.0)
-    device = UniformDevice(tables, start, source_fps=config.source_fps,
-                           frame_size=config.frame_size, level=level)
+    try:
+        device = UniformDevice(tables, start, source_fps=config.source_fps,
+                               frame_size=config.frame_size, level=level)
+    except ValueError as e:
+        raise SchemeError(f"scheme 'uniform': {e}") from None
     edge = OffloadEdge(OWN, model, start, schedule=config.schedule, tables=tables)
     return Scheme(name="uniform", device=device, edge=edge, config=start)

@@ -67,13 +67,17 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_path(name_or_path: str | Path) -> Path:
+    """The checkpoint file of a registered name (its shipped checkpoint) or a path."""
+    path = Path(name_or_path)
+    return CHECKPOINT_DIR / f"{name_or_path}.pt" if not path.suffix else path
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> StreamingSegmenter:
     """A trained model in eval mode: a registered name with a shipped checkpoint, or a path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CHECKPOINT_DIR / f"{name_or_path}.pt"
-        if str(name_or_path) in _BUILDERS and not path.exists():
-            raise ModelError(f"model {name_or_path!r} has no shipped checkpoint at {path}")
+    path = checkpoint_path(name_or_path)
+    if str(name_or_path) in _BUILDERS and not path.exists():
+        raise ModelError(f"model {name_or_path!r} has no shipped checkpoint at {path}")
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint")
     ckpt = _read_checkpoint(path)

@@ -94,8 +94,7 @@ def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
     (out / "edge").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # decode the clip and fill the ground-truth cache once, not N times in parallel
-    setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})),
-                         getattr(args, "tables", None))
+    setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})))
     n_frames = len(setup.frames)
     del setup
     edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)

@@ -38,9 +38,9 @@ def _checkpoint_hash(spec: str) -> str | None:
     """sha256 of the checkpoint file the tables were built from (None for untrained:NAME)."""
     import hashlib
 
-    from edge.models.registry import CHECKPOINT_DIR
+    from edge.models.registry import checkpoint_path
 
-    path = Path(spec) if Path(spec).suffix else CHECKPOINT_DIR / f"{spec}.pt"
+    path = checkpoint_path(spec)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -113,7 +113,7 @@ class StreamSetup:
     meta: dict[str, Any]
 
 
-def build_stream(options: RunOptions, tables: str | None = None) -> StreamSetup:
+def build_stream(options: RunOptions) -> StreamSetup:
     """The device half of `options` (the same objects `stac.sim.runner.run` builds), the
     frames decoded in advance and their ground truth cached, so neither costs stream time."""
     seed_everything(options.seed)
@@ -121,8 +121,6 @@ def build_stream(options: RunOptions, tables: str | None = None) -> StreamSetup:
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     model = resolve_model(options.model)
     w, h = source.size
-    if tables is not None:
-        options = replace(options, tables=tables)
     config = scheme_config(options, source)
     scheme = build_scheme(options.scheme, config, model)
     frames = []

@@ -476,13 +476,12 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
-           token: str = "", wait_go: bool = False, tables: str | None = None
-           ) -> dict[str, Any]:
+           token: str = "", wait_go: bool = False) -> dict[str, Any]:
     """Run one device stream; writes the simulator's outputs into `options.out` (row by row)
     plus outages.csv, and returns the summary."""
     from stac.results import RunWriter, plot_timeline, write_summary
 
-    setup = build_stream(options, tables)
+    setup = build_stream(options)
     out = Path(options.out)
     writer = RunWriter(out)
     link = LinkOptions(delay_s=options.delay_ms / 1000.0,
@@ -551,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     try:
         summary = stream(run_options(args), args.edge, args.device_id, args.token,
-                         wait_go=args.wait_go, tables=args.tables)
+                         wait_go=args.wait_go)
     except EdgeRefused as exc:
         print(f"stac-device: {exc}", file=sys.stderr)
         return 3
