@@ -29,3 +29,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def untrained_drn():
+    """A small untrained DRN-D-22 (width 0.25, seed 0), for mechanics only (timing, bytes,
+    messages; never accuracy); one torch thread while the module uses it."""
+    from edge.models.registry import build_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield build_model("drn_d_22", width=0.25).eval()
+    torch.set_num_threads(threads)

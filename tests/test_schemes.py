@@ -2,9 +2,7 @@
 
 import numpy as np
 import pytest
-import torch
 
-from edge.models.registry import build_model
 from edge.offload import nal_types, segment
 from stac.codec.labels import LabelCodecError, decode_labels, encode_labels
 from stac.codec.reference import X264Decoder
@@ -20,16 +18,6 @@ def frames():
     return [f.rgb for f in open_source("default", size=SIZE, max_frames=12)]
 
 
-@pytest.fixture(scope="module")
-def model():
-    # one thread: the suite shares 2 cores with other jobs, where torch's 2 threads spin-wait
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield build_model("drn_d_22", width=0.25).eval()
-    torch.set_num_threads(threads)  # untrained: mechanics only
-
-
 def _config(**kw):
     return SchemeConfig(source_fps=25.0, frame_size=SIZE, **kw)
 
@@ -40,8 +28,8 @@ def test_registry():
         build_scheme("nope", _config(), None)
 
 
-def test_h264_keyframes_bytes_and_feedback(frames, model):
-    scheme = build_scheme("h264", _config(fps=10.0, qp=30), model)
+def test_h264_keyframes_bytes_and_feedback(frames, untrained_drn):
+    scheme = build_scheme("h264", _config(fps=10.0, qp=30), untrained_drn)
     dev, edge = scheme.device, scheme.edge
     outs = [dev.on_frame(i, i / 25, f) for i, f in enumerate(frames)]
     keys = [i for i, o in enumerate(outs) if o.keyframe is not None]
@@ -57,7 +45,7 @@ def test_h264_keyframes_bytes_and_feedback(frames, model):
         fb = edge.on_keyframe(kf).feedback
         assert fb.index == k
         labels = decode_labels(fb.segmentation)
-        expected, _ = segment(model, dec.decode(kf.payload))
+        expected, _ = segment(untrained_drn, dec.decode(kf.payload))
         np.testing.assert_array_equal(labels, expected)
         dev.on_feedback(fb)
     # the device shows the newest result, as is, and ignores an older one arriving late
@@ -68,17 +56,17 @@ def test_h264_keyframes_bytes_and_feedback(frames, model):
     assert dev.on_frame(13, 13 / 25, frames[-1]).result_index == 10
 
 
-def test_h264_qp_changes_bytes(frames, model):
+def test_h264_qp_changes_bytes(frames, untrained_drn):
     sizes = {}
     for qp in (20, 40):
-        dev = build_scheme("h264", _config(fps=25.0, qp=qp), model).device
+        dev = build_scheme("h264", _config(fps=25.0, qp=qp), untrained_drn).device
         sizes[qp] = sum(len(dev.on_frame(i, i / 25, f).keyframe.payload)
                         for i, f in enumerate(frames))
     assert sizes[20] > 2 * sizes[40]
 
 
-def test_reconfiguration_restarts_stream(frames, model):
-    scheme = build_scheme("h264", _config(fps=5.0, qp=30), model)
+def test_reconfiguration_restarts_stream(frames, untrained_drn):
+    scheme = build_scheme("h264", _config(fps=5.0, qp=30), untrained_drn)
     dev, edge = scheme.device, scheme.edge
     first = dev.on_frame(0, 0.0, frames[0]).keyframe
     edge.on_keyframe(first)
@@ -90,9 +78,9 @@ def test_reconfiguration_restarts_stream(frames, model):
     assert edge.on_keyframe(kf).feedback.index == 2
 
 
-def test_jpeg_quality_and_decode(frames, model):
-    small = build_scheme("jpeg", _config(fps=25.0, quality=10), model)
-    large = build_scheme("jpeg", _config(fps=25.0, quality=90), model)
+def test_jpeg_quality_and_decode(frames, untrained_drn):
+    small = build_scheme("jpeg", _config(fps=25.0, quality=10), untrained_drn)
+    large = build_scheme("jpeg", _config(fps=25.0, quality=90), untrained_drn)
     a = small.device.on_frame(0, 0.0, frames[0]).keyframe.payload
     b = large.device.on_frame(0, 0.0, frames[0]).keyframe.payload
     assert a[:2] == b"\xff\xd8" and len(b) > 2 * len(a)
@@ -100,19 +88,19 @@ def test_jpeg_quality_and_decode(frames, model):
     assert decode_labels(fb.segmentation).shape == (SIZE[1], SIZE[0])
 
 
-def test_edge_schedule_returns_configs(model):
-    edge = build_scheme("h264", _config(fps=10.0, schedule={2: 5.0}), model).edge
+def test_edge_schedule_returns_configs(untrained_drn):
+    edge = build_scheme("h264", _config(fps=10.0, schedule={2: 5.0}), untrained_drn).edge
     assert edge.on_second(0, 100.0, 1000.0, None) is None
     cfg = edge.on_second(1, 100.0, 1000.0, None)
     assert cfg == Config(B=30.0, fps=5.0, t_effective=2.0)
     assert edge.on_second(2, 100.0, 1000.0, None) is None
 
 
-def test_bad_knobs_rejected(model):
+def test_bad_knobs_rejected(untrained_drn):
     with pytest.raises(ValueError, match="QP"):
-        build_scheme("h264", _config(qp=60), model)
+        build_scheme("h264", _config(qp=60), untrained_drn)
     with pytest.raises(ValueError, match="JPEG quality"):
-        build_scheme("jpeg", _config(quality=0), model)
+        build_scheme("jpeg", _config(quality=0), untrained_drn)
 
 
 def test_label_codec_roundtrip_and_errors():

@@ -134,17 +134,6 @@ def small_frames():
     return [f.rgb for f in open_source("default", size=SMALL, max_frames=8)]
 
 
-@pytest.fixture(scope="module")
-def small_model():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares 2 cores with other jobs
-    torch.manual_seed(0)
-    yield build_model("drn_d_22", width=0.25).eval()  # untrained: mechanics only
-    torch.set_num_threads(threads)
-
-
 def _uniform(level, model, fps=25 / 3):
     from stac.schemes import SchemeConfig, build_scheme
 
@@ -152,11 +141,11 @@ def _uniform(level, model, fps=25 / 3):
                                                 level=level), model)
 
 
-def test_uniform_one_level_propagation_and_own_codec(small_frames, small_model):
+def test_uniform_one_level_propagation_and_own_codec(small_frames, untrained_drn):
     from edge.offload import segment
     from stac.codec.decoder import Decoder
 
-    scheme = _uniform(12, small_model)
+    scheme = _uniform(12, untrained_drn)
     dev, edge = scheme.device, scheme.edge
     assert scheme.config.B == 12.0  # the configuration carries the level, as QP for h264
     decoder = Decoder(dev.tables)
@@ -167,7 +156,7 @@ def test_uniform_one_level_propagation_and_own_codec(small_frames, small_model):
         if out.keyframe is not None:
             fb = edge.on_keyframe(out.keyframe).feedback
             assert fb.index == i and fb.levels == b""  # no Algorithm 1
-            expected, _ = segment(small_model, decoder.decode(out.keyframe.payload))
+            expected, _ = segment(untrained_drn, decoder.decode(out.keyframe.payload))
             np.testing.assert_array_equal(decode_labels(fb.segmentation), expected)
             dev.on_feedback(fb)
     assert [i for i, o in enumerate(outs) if o.keyframe is not None] == [0, 3, 6]
@@ -180,22 +169,22 @@ def test_uniform_one_level_propagation_and_own_codec(small_frames, small_model):
     assert all("predictive_coding" not in [w.kind for w in o.work] for o in outs)
 
 
-def test_uniform_coarser_level_fewer_bytes(small_frames, small_model):
+def test_uniform_coarser_level_fewer_bytes(small_frames, untrained_drn):
     sizes = {}
     for level in (6, 20):
-        dev = _uniform(level, small_model, fps=25.0).device
+        dev = _uniform(level, untrained_drn, fps=25.0).device
         sizes[level] = sum(len(dev.on_frame(i, i / 25, f).keyframe.payload)
                            for i, f in enumerate(small_frames))
     assert sizes[6] > 1.5 * sizes[20]
 
 
-def test_uniform_default_and_bad_levels(small_model):
+def test_uniform_default_and_bad_levels(untrained_drn):
     from stac.schemes import SchemeError
 
-    assert _uniform(None, small_model).config.B == 16.0  # the middle of 32 shipped tables
+    assert _uniform(None, untrained_drn).config.B == 16.0  # the middle of 32 shipped tables
     for bad in (-1, 32):
         with pytest.raises(SchemeError, match="level"):
-            _uniform(bad, small_model)
+            _uniform(bad, untrained_drn)
 
 
 def test_run_options_reach_the_scheme_config():
