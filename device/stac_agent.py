@@ -52,6 +52,8 @@ class KeyframeInfo:
 class StacDevice(DeviceAgent):
     """Device agent of scheme `stac`: one object per stream."""
 
+    intra_keyframes = False  # code every keyframe as an individual image (scheme `grace`)
+
     def __init__(self, tables: TableSet, config: Config, source_fps: float,
                  frame_size: tuple[int, int], flow: FlowConfig | None = None,
                  region_size: int = 6, residual: str = "codec",
@@ -75,8 +77,11 @@ class StacDevice(DeviceAgent):
         self._last_cut: int | None = None  # newest frame that differs from its predecessor
         #                                     by more than cut_threshold per pixel
         self.cache = FlowCache(DISFlow(flow))
-        self.encoder = Encoder(self.width, self.height, tables=tables, region_size=region_size)
-        self._scratch = Encoder(self.width, self.height, tables=tables, region_size=region_size)
+        # The edge holds the offline tables (§IV-A), so frames do not carry them.
+        self.encoder = Encoder(self.width, self.height, tables=tables, region_size=region_size,
+                               embed_tables=False)
+        self._scratch = Encoder(self.width, self.height, tables=tables, region_size=region_size,
+                                embed_tables=False)
         self.meter = ContentMeter()
         self._grey: np.ndarray | None = None
         self._start: int | None = None  # first frame under the current configuration
@@ -157,7 +162,7 @@ class StacDevice(DeviceAgent):
         original = rgb_to_coeffs(frame)
         self.meter.add(t, c=complexity(original))
         levels, residual_mask = self._residual_levels(index, frame, original, lp)
-        encoded = self.encoder.encode(frame, levels)
+        encoded = self.encoder.encode(frame, levels, intra=self.intra_keyframes)
         self._prev_key = (index, encoded.reconstruction)
         self.keyframes.append(KeyframeInfo(index=index, levels_prime=lp, levels=levels,
                                            residual=residual_mask, intra=encoded.stats.intra,
@@ -228,3 +233,11 @@ class UniformDevice(StacDevice):
     def _residual_levels(self, index: int, frame: np.ndarray, original: tuple[np.ndarray, ...],
                          lp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return lp, None
+
+
+class GraceDevice(UniformDevice):
+    """Device agent of scheme `grace`, the paper's GRACE+ (§VIII-A): `UniformDevice` with
+    every keyframe coded as an individual image (intra only, as GRACE codes images), one
+    gradient-shaped table level everywhere, and the fed-back segmentation propagated."""
+
+    intra_keyframes = True

@@ -9,6 +9,8 @@ For each clip (the default clip bikes.mp4 at 640x272, and
 - `stac` over a sweep of the bound B at keyframe rate `--fps` (and `--fps2` if given),
 - `uniform` (the same codec, keyframes and segmentation propagation, one table level for
   the whole frame) over a sweep of levels,
+- `grace`, the paper's GRACE+ (`uniform` with every keyframe coded as an individual intra
+  image), over the same levels,
 - `h264` (x264, uniform QP) over QPs and `jpeg` over qualities, at the same keyframe rate,
 
 with the shipped model (default `bisenet`) and its shipped tables, over a constant
@@ -59,10 +61,12 @@ CLIPS = {
 SWEEPS = {  # scheme -> (knob name, RunOptions field, default values)
     "stac": ("B", "B", [0.5, 1.5, 4.0, 10.0, 25.0]),
     "uniform": ("level", "level", [6, 10, 14, 18, 22, 26]),
+    "grace": ("level", "level", [6, 10, 14, 18, 22, 26]),
     "h264": ("qp", "qp", [20, 26, 32, 38, 44]),
     "jpeg": ("quality", "quality", [10, 30, 60, 85, 95]),
 }
-QUICK = {"stac": [1.0, 8.0], "uniform": [10, 22], "h264": [30, 42], "jpeg": [15, 65]}
+QUICK = {"stac": [1.0, 8.0], "uniform": [10, 22], "grace": [10, 22], "h264": [30, 42],
+         "jpeg": [15, 65]}
 COLUMNS = ["clip", "scheme", "knob", "value", "fps", "frames", "keyframes", "delivered",
            "dropped", "bytes", "video_s", "kbps", "pa", "miou", "key_pa", "key_miou",
            "wall_s"]
@@ -176,16 +180,18 @@ def plot(rows: list[dict], path: Path) -> None:
 
     clips = list(dict.fromkeys(r["clip"] for r in rows))
     fig, axes = plt.subplots(2, len(clips), figsize=(5.5 * len(clips), 7.5), squeeze=False)
+    colours = dict(zip(SWEEPS, plt.get_cmap("tab10").colors, strict=False))
+    rates = sorted({r["fps"] for r in rows})  # one line style per keyframe rate
     for j, clip in enumerate(clips):
         for scheme in SWEEPS:
             for fps in sorted({r["fps"] for r in rows if r["clip"] == clip
                                and r["scheme"] == scheme}):
                 pts = sorted((r for r in rows if r["clip"] == clip and r["scheme"] == scheme
                               and r["fps"] == fps), key=lambda r: r["kbps"])
-                label = f"{scheme} @{fps:g} fps"
+                style = dict(color=colours[scheme], ls=("-", "--", ":")[rates.index(fps) % 3],
+                             marker="o", ms=4, label=f"{scheme} @{fps:g} fps")
                 for i, metric in enumerate(("pa", "miou")):
-                    axes[i][j].plot([r["kbps"] for r in pts], [r[metric] for r in pts], "o-",
-                                    label=label, ms=4)
+                    axes[i][j].plot([r["kbps"] for r in pts], [r[metric] for r in pts], **style)
         for i, metric in enumerate(("PA", "mIoU")):
             ax = axes[i][j]
             ax.set_xscale("log")

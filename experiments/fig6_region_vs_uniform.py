@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
-    parser.add_argument("--data", default="../shared/data/camvid/val")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid" / "val"))
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--bounds-step", type=int, default=2,
                         help="sweep every k-th table bound B_l as B")

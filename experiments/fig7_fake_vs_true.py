@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
-    parser.add_argument("--camvid", default="../shared/data/camvid")
+    parser.add_argument("--camvid", default=str(REPO.parent / "shared" / "data" / "camvid"))
     parser.add_argument("--split", default="val")
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--level-step", type=int, default=2,

@@ -14,7 +14,11 @@ V'_r = size model of the raw coefficients s' at l'); `stac_codec_residual` and
 `stac_intra_budget`, one of the two changes each; `stac_no_eq7`; `uniform`. Every STAC
 variant restarts from the middle level after a shot cut (`StacDevice.cut_threshold`);
 `stac_no_cut` and `stac_no_eq7_no_cut` propagate the levels across cuts (the device
-before 2026-11-30 late).
+before 2026-11-30 late). `stac_shrink` (and `stac_shrink_no_eq7`) pull l' toward its mean
+by the slope of the fed-back levels regressed on the l' the device had propagated for the
+same keyframes (online, pooled over the stream; 1 until the first pair), `stac_half` by a
+fixed 0.5: a test of how much of the gap is the noise in propagated levels (a deviation
+from §V-B, not in the device).
 
 Device and edge agents run in lockstep (each keyframe's feedback reaches the device before
 the next frame: no network, no simulator), keyframes at --fps, the shipped model and
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,8 +47,9 @@ from stac.metrics import bd_rate, rd_front
 from stac.schemes import DEFAULT_MODEL, SchemeConfig, build_scheme
 from stac.sim.runner import resolve_model
 
+VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 CLIPS = {"bikes": ("default", None),
-         "solidWhiteRight": ("../shared/data/videos/solidWhiteRight.mp4", (480, 360))}
+         "solidWhiteRight": (str(VIDEOS / "solidWhiteRight.mp4"), (480, 360))}
 
 
 class NoResidualLevels(StacDevice):
@@ -53,8 +59,66 @@ class NoResidualLevels(StacDevice):
         return lp, None
 
 
+class ShrunkLevels(StacDevice):
+    """STAC's device with l' = mean + rho (propagated - mean): `rho` fixed, or (None) the
+    pooled least-squares slope of fed-back levels on the propagated ones for the same
+    keyframes (regression toward the mean of a noisy predictor)."""
+
+    rho_fixed: float | None = None
+    eq7 = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._propagated: dict[int, np.ndarray] = {}
+        self._cov = self._var = 0.0
+
+    @property
+    def rho(self) -> float:
+        if self.rho_fixed is not None:
+            return self.rho_fixed
+        return 1.0 if self._var <= 0 else float(np.clip(self._cov / self._var, 0.0, 1.0))
+
+    def _propagated_or_none(self):
+        if self._levels is None or self.cut_since_anchor():
+            return None
+        return super()._levels_prime()
+
+    def _levels_prime(self):
+        p = self._propagated_or_none()
+        if p is None:
+            return super()._levels_prime()
+        m = p.mean()
+        return np.clip(np.rint(m + self.rho * (p - m)), 0, self.tables.levels - 1).astype(p.dtype)
+
+    def _residual_levels(self, index, frame, original, lp):
+        p = self._propagated_or_none()
+        if p is not None:
+            self._propagated[index] = p.astype(np.float64)
+        return super()._residual_levels(index, frame, original, lp) if self.eq7 else (lp, None)
+
+    def on_feedback(self, feedback):
+        x = self._propagated.pop(feedback.index, None)
+        if x is not None and feedback.levels:
+            y = decode_labels(feedback.levels).astype(np.float64)
+            x, y = x - x.mean(), y - y.mean()
+            self._cov += float((x * y).sum())
+            self._var += float((x * x).sum())
+        return super().on_feedback(feedback)
+
+
+class ShrunkNoEq7(ShrunkLevels):
+    eq7 = False
+
+
+class HalfLevels(ShrunkLevels):
+    rho_fixed = 0.5
+
+
 VARIANTS = {  # name -> (device class, Eq. 7 residual s'', 7b budget V'_r, shot-cut rule)
     "stac": (StacDevice, "codec", "intra", True),
+    "stac_shrink": (ShrunkLevels, "codec", "intra", True),
+    "stac_shrink_no_eq7": (ShrunkNoEq7, "codec", "intra", True),
+    "stac_half": (HalfLevels, "codec", "intra", True),
     "stac_old": (StacDevice, "flow", "original", True),
     "stac_codec_residual": (StacDevice, "codec", "original", True),
     "stac_intra_budget": (StacDevice, "flow", "intra", True),
@@ -67,12 +131,14 @@ VARIANTS = {  # name -> (device class, Eq. 7 residual s'', 7b budget V'_r, shot-
 
 def play(scheme, frames, gt):
     device = scheme.device
-    n_bytes, pa, miou = 0, [], []
+    n_bytes, pa, miou, fresh = 0, [], [], {}
     for f in frames:
         out = device.on_frame(f.index, f.t, f.rgb)
         if out.keyframe is not None:
             fb = scheme.edge.on_keyframe(out.keyframe).feedback
             device.on_feedback(fb)
+            if fb.levels:
+                fresh[fb.index] = decode_labels(fb.levels).astype(np.int64)
             n_bytes += len(out.keyframe.payload)
             a, m = gt.score(f, decode_labels(fb.segmentation))
             pa.append(a)
@@ -83,7 +149,20 @@ def play(scheme, frames, gt):
               "residual_fraction": float(np.mean([0.0 if k.residual is None
                                                   else k.residual.mean() for k in info]))}
     return {"bytes": n_bytes, "key_pa": float(np.mean(pa)), "key_miou": float(np.mean(miou)),
-            **spread}
+            **spread, **level_deviation(info, fresh)}
+
+
+def level_deviation(info, fresh) -> dict:
+    """In-loop Fig. 9: l' the device used for each keyframe against the levels the edge then
+    computed on that (decoded) keyframe, over regions of keyframes with both (first keyframe
+    and keyframes after a shot cut, at the middle level, excluded when l' is constant)."""
+    dev = np.concatenate([np.abs(k.levels_prime - fresh[k.index]).ravel() for k in info
+                          if k.index in fresh and k.levels_prime.std() > 0] or [np.zeros(0)])
+    if dev.size == 0:
+        return {}
+    return {"l_prime_equal_fresh": float(np.mean(dev == 0)),
+            "l_prime_within_3": float(np.mean(dev <= 3)),
+            "l_prime_mean_abs_dev": float(dev.mean())}
 
 
 def main() -> None:
@@ -116,7 +195,8 @@ def main() -> None:
             s.device = kind(s.device.tables, s.config, source.fps, source.size,
                             residual=residual, budget=budget,
                             cut_threshold=CUT_THRESHOLD if cut else None)
-            rows.append({"variant": variant, "knob": b, **play(s, frames, gt)})
+            rows.append({"variant": variant, "knob": b, **play(s, frames, gt),
+                         "rho": getattr(s.device, "rho", 1.0)})
             print(json.dumps(rows[-1]), flush=True)
     for level in map(int, args.levels.split(",")) if "uniform" in variants else ():
         s = build_scheme("uniform", SchemeConfig(**{**cfg.__dict__, "level": level}), model)

@@ -28,11 +28,12 @@ class SchemeConfig:
     """What a scheme factory needs to know besides the model.
 
     `fps` is the keyframe rate (STAC's fps, §VI); `qp` the uniform x264 QP; `quality` the
-    JPEG quality; `B` STAC's loss-increment bound; `level` the one table level of scheme
-    `uniform` (None: the middle level); `tables` the table file of `stac` and `uniform`
-    (path or model name; None: the model's shipped tables). `source_fps` and `frame_size` (w, h)
-    describe the captured stream. `schedule` maps a second to the fps that starts then
-    (fixed-configuration experiments; empty: the configuration never changes).
+    JPEG quality; `B` STAC's loss-increment bound; `level` the one table level of schemes
+    `uniform` and `grace` (None: the middle level); `tables` the table file of `stac`,
+    `uniform` and `grace` (path or model name; None: the model's shipped tables).
+    `source_fps` and `frame_size` (w, h) describe the captured stream. `schedule` maps a
+    second to the fps that starts then (fixed-configuration experiments; empty: the
+    configuration never changes).
     """
 
     source_fps: float
@@ -62,6 +63,7 @@ class SchemeError(ValueError):
 
 # name -> "module:factory"; factories take (SchemeConfig, StreamingSegmenter) -> Scheme
 _FACTORIES: dict[str, str] = {
+    "grace": "stac.schemes:grace",
     "h264": "stac.schemes:h264",
     "jpeg": "stac.schemes:jpeg",
     "stac": "stac.schemes:stac",
@@ -144,15 +146,30 @@ def uniform(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
     configuration's `B` field carries the level (as it carries QP / quality for h264 / jpeg).
     """
     from device.stac_agent import UniformDevice
+
+    return _one_level("uniform", UniformDevice, config, model)
+
+
+def grace(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
+    """The paper's GRACE+ (§VIII-A): `uniform` with every keyframe coded as an individual
+    image (intra only), as GRACE codes images, plus STAC's segmentation propagation."""
+    from device.stac_agent import GraceDevice
+
+    return _one_level("grace", GraceDevice, config, model)
+
+
+def _one_level(name: str, device_class, config: SchemeConfig,
+               model: StreamingSegmenter) -> Scheme:
+    """Scheme `name` with a one-level device of `device_class` and a decode-and-segment edge."""
     from edge.offload import OWN, OffloadEdge
 
-    tables = _tables("uniform", config, model)
+    tables = _tables(name, config, model)
     level = tables.levels // 2 if config.level is None else int(config.level)
     start = Config(B=float(level), fps=float(config.fps), t_effective=0.0)
     try:
-        device = UniformDevice(tables, start, source_fps=config.source_fps,
-                               frame_size=config.frame_size, level=level)
+        device = device_class(tables, start, source_fps=config.source_fps,
+                              frame_size=config.frame_size, level=level)
     except ValueError as e:
-        raise SchemeError(f"scheme 'uniform': {e}") from None
+        raise SchemeError(f"scheme {name!r}: {e}") from None
     edge = OffloadEdge(OWN, model, start, schedule=config.schedule, tables=tables)
-    return Scheme(name="uniform", device=device, edge=edge, config=start)
+    return Scheme(name=name, device=device, edge=edge, config=start)

@@ -98,6 +98,21 @@ def test_frequency_shaped_tables_travel_in_the_stream(clip):
         Decoder(tables=tables).decode(coded[1].data)
 
 
+
+def test_tables_the_receiver_holds_stay_out_of_the_stream(clip):
+    tables = TableSet(default_tables().steps[[20, 26, 32, 38]] * 1.1)
+    embedded = Encoder(160, 96, tables=tables).encode(clip[0], 2)
+    bare_enc = Encoder(160, 96, tables=tables, embed_tables=False)
+    bare = bare_enc.encode(clip[0], 2)
+    again = bare_enc.encode(clip[1], 2, intra=True)  # no intra frame carries them
+    assert len(embedded.data) - len(bare.data) == 4 * 96
+    assert len(again.data) < len(Encoder(160, 96, tables=tables).encode(clip[1], 2).data)
+    dec = Decoder(tables=tables)
+    for coded in (bare, again):
+        np.testing.assert_array_equal(dec.decode(coded.data), coded.reconstruction)
+    with pytest.raises(BitstreamError, match="unknown table set"):
+        Decoder().decode(bare.data)
+
 def test_decoder_checks_the_reference(clip):
     enc, dec = Encoder(160, 96), Decoder()
     i0 = enc.encode(clip[0], 30).data

@@ -187,6 +187,35 @@ def test_uniform_default_and_bad_levels(untrained_drn):
             _uniform(bad, untrained_drn)
 
 
+def test_grace_codes_every_keyframe_alone(small_frames, untrained_drn):
+    """GRACE+ (§VIII-A): the same level, tables and propagation as `uniform`, but every
+    keyframe an individual (intra) image, so it costs more bytes on a moving clip; no
+    keyframe of either carries the table set, which the edge holds."""
+    from stac.codec.bitstream import parse_header
+    from stac.schemes import SchemeConfig, build_scheme
+
+    sent = {}
+    for name in ("grace", "uniform"):
+        scheme = build_scheme(name, SchemeConfig(source_fps=25.0, frame_size=SMALL, fps=25 / 3,
+                                                 level=12), untrained_drn)
+        outs = []
+        for i, frame in enumerate(small_frames):
+            outs.append(scheme.device.on_frame(i, i / 25, frame))
+            if outs[-1].keyframe is not None:
+                fb = scheme.edge.on_keyframe(outs[-1].keyframe).feedback
+                assert fb.index == i and fb.levels == b""
+                scheme.device.on_feedback(fb)
+        keys = [o.keyframe.payload for o in outs if o.keyframe is not None]
+        headers = [parse_header(k)[0] for k in keys]
+        assert all(h.tables is None for h in headers)
+        assert [h.intra for h in headers] == ([True] * 3 if name == "grace"
+                                              else [True, False, False])
+        assert all(np.all(k.levels == 12) for k in scheme.device.keyframes)
+        assert outs[4].result_index == 3 and outs[4].propagated
+        sent[name] = sum(map(len, keys[1:]))
+    assert sent["grace"] > 1.2 * sent["uniform"]
+
+
 def test_run_options_reach_the_scheme_config():
     from stac.frames import open_source
     from stac.sim.runner import RunOptions, scheme_config

@@ -75,7 +75,8 @@ class Encoder:
     """Stateful encoder of one stream (IPPP...; the reference is the last reconstruction).
 
     `tables` is a `TableSet` (default: the 52-level H.264 QP ladder, `default_tables()`);
-    a non-default set travels embedded in intra frames and whenever it changes.
+    a non-default set travels embedded in intra frames and whenever it changes, unless
+    `embed_tables` is False (the receiver holds the set already, as STAC's offline tables).
     `search_range` bounds integer motion search (pixels around the MV predictor); `subpel`
     enables half/quarter-pel refinement.
     """
@@ -88,6 +89,7 @@ class Encoder:
         region_size: int = 6,
         search_range: int = 16,
         subpel: bool = True,
+        embed_tables: bool = True,
     ) -> None:
         if not (1 <= width <= MAX_DIM and 1 <= height <= MAX_DIM):
             raise ValueError(f"frame size {width}x{height} outside 1..{MAX_DIM}")
@@ -99,6 +101,7 @@ class Encoder:
         self.tables = tables if tables is not None else default_tables()
         self.search_range = int(search_range)
         self.subpel = bool(subpel)
+        self.embed_tables = bool(embed_tables)
         self._default_id = default_tables().table_id
         self._ref: Reference | None = None
         self._frame_number = 0
@@ -191,7 +194,8 @@ class Encoder:
         ph, pw = lay.padded
         ref_y, ref_c = (src_y, src_c) if intra else (self._ref.y, self._ref.chroma)
         table_id = self.tables.table_id
-        embed = table_id != self._default_id and (intra or table_id != self._last_table_id)
+        embed = (self.embed_tables and table_id != self._default_id
+                 and (intra or table_id != self._last_table_id))
         number = self._frame_number & 0xFFFF
         ref_number = number if intra else self._ref.number
         header = FrameHeader(

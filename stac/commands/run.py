@@ -52,10 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--B", type=float, default=math.nan,
                    help="loss-increment bound B of Algorithm 1 (stac; required there)")
     p.add_argument("--tables", default=None,
-                   help="table file or model name (stac, uniform; default: the model's "
+                   help="table file or model name (stac, uniform, grace; default: the model's "
                         "shipped tables, edge/tables/MODEL.npz)")
     p.add_argument("--level", type=int, default=None,
-                   help="the one table level of every region (uniform; 0 finest; default: "
+                   help="the one table level of every region (uniform, grace; 0 finest; default: "
                         "the middle level)")
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="latency profile (default %(default)s)")

@@ -449,9 +449,10 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", type=int, default=50, help="JPEG quality (jpeg scheme)")
     p.add_argument("--B", type=float, default=math.nan, help="STAC loss bound B")
     p.add_argument("--tables", default=None,
-                   help="STAC table file (default: the tables shipped for the model)")
+                   help="table file of stac, uniform, grace (default: the model's shipped)")
     p.add_argument("--level", type=int, default=None,
-                   help="the one table level of scheme uniform (default: the middle level)")
+                   help="the one table level of schemes uniform and grace "
+                        "(default: the middle level)")
     p.add_argument("--duration", type=float, default=None, help="stream only this many seconds")
     p.add_argument("--delay-ms", type=float, default=20.0, help="uplink one-way delay")
     p.add_argument("--downlink-delay-ms", type=float, default=None,
