@@ -173,6 +173,7 @@ def main() -> None:
     p.add_argument("--B", default="1.5,4,10")
     p.add_argument("--levels", default="10,14,18")
     p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     p.add_argument("--variants", default="stac,stac_old,stac_no_eq7,uniform",
                    help="comma-separated subset of " + ",".join(VARIANTS))
     args = p.parse_args()
@@ -215,8 +216,12 @@ def main() -> None:
             savings[variant] = -bd_rate(ur, uq, r, q)
         except ValueError as exc:
             savings[variant] = str(exc)
-    print(json.dumps({"clip": args.clip, "frames": args.frames, "fps": args.fps,
-                      "saving_vs_uniform_at_equal_key_pa": savings, "runs": rows}, indent=1))
+    result = json.dumps({"clip": args.clip, "frames": args.frames, "fps": args.fps,
+                         "saving_vs_uniform_at_equal_key_pa": savings, "runs": rows}, indent=1)
+    print(result)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(result + "\n")
 
 
 if __name__ == "__main__":
