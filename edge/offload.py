@@ -1,7 +1,8 @@
 """Edge half of plain offloading (H.264 / JPEG baselines, STAC §VIII-A): decode, segment, feed back.
 
-Also the edge of scheme `uniform` (the project codec at one table level, `OWN`): there the
-frames come from `stac.codec`, decoded with the table set the device encodes with.
+Also the edge of schemes `uniform` and `grace` (the project codec at one table level,
+`OWN`): there the frames come from `stac.codec`, decoded with the table set the device
+encodes with (frames do not carry it).
 
 The model runs at the decoded frame's own resolution (the resolution the device sends);
 its argmax labels go back as a PNG label map. An optional fps schedule makes the edge

@@ -69,7 +69,8 @@ class ShrunkLevels(StacDevice):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._propagated: dict[int, np.ndarray] = {}
+        self._propagated: dict[int, np.ndarray] = {}  # keyframe -> l' before shrinking
+        self._newest: np.ndarray | None = None  # that of the keyframe being coded (or None)
         self._cov = self._var = 0.0
 
     @property
@@ -78,22 +79,17 @@ class ShrunkLevels(StacDevice):
             return self.rho_fixed
         return 1.0 if self._var <= 0 else float(np.clip(self._cov / self._var, 0.0, 1.0))
 
-    def _propagated_or_none(self):
-        if self._levels is None or self.cut_since_anchor():
-            return None
-        return super()._levels_prime()
-
     def _levels_prime(self):
-        p = self._propagated_or_none()
-        if p is None:
+        if self._levels is None or self.cut_since_anchor():  # middle level: nothing to shrink
+            self._newest = None
             return super()._levels_prime()
+        p = self._newest = super()._levels_prime()
         m = p.mean()
         return np.clip(np.rint(m + self.rho * (p - m)), 0, self.tables.levels - 1).astype(p.dtype)
 
     def _residual_levels(self, index, frame, original, lp):
-        p = self._propagated_or_none()
-        if p is not None:
-            self._propagated[index] = p.astype(np.float64)
+        if self._newest is not None:
+            self._propagated[index] = self._newest.astype(np.float64)
         return super()._residual_levels(index, frame, original, lp) if self.eq7 else (lp, None)
 
     def on_feedback(self, feedback):
