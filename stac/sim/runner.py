@@ -10,7 +10,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,18 @@ class RunOptions:
     downlink_kbps: float | None = None
     schedule: Mapping[int, float] = field(default_factory=dict)
     use_cache: bool = True
+
+
+def run_options(params: Mapping[str, Any]) -> RunOptions:
+    """`RunOptions` from a flat mapping of `stac-sim run` option names (``-`` as ``_``) and
+    scheme parameters, as sweep specs and notebooks write them; unknown keys are an error."""
+    known = {f.name for f in fields(RunOptions)}
+    if unknown := sorted(set(params) - known):
+        raise ValueError(f"unknown run options {unknown}; known: {', '.join(sorted(known))}")
+    kwargs = dict(params)
+    if kwargs.get("size") is not None:
+        kwargs["size"] = tuple(kwargs["size"])
+    return RunOptions(**kwargs)
 
 
 def resolve_model(spec: str) -> StreamingSegmenter:
