@@ -2,8 +2,8 @@
 
 Every k-th captured frame (k from the configured fps, `device.content.is_keyframe`) is
 encoded with a uniform quality and sent; the device shows the newest segmentation the edge
-returned, as is (no propagation). The configuration's `B` carries the codec's uniform
-knob: the x264 QP for `h264`, the Pillow JPEG quality for `jpeg`.
+returned, as is (no propagation). The configuration's knob `qp` (x264, `h264`) or
+`quality` (Pillow JPEG, `jpeg`) sets the codec's uniform quality.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ JPEG = "jpeg"
 CODECS = (H264, JPEG)
 
 
+#: the configuration knob of each codec's uniform quality
+KNOBS = {H264: "qp", JPEG: "quality"}
+
+
 def check_knob(codec: str, knob: float) -> int:
-    """The integer QP (h264, 1-51) or JPEG quality (1-95) a configuration's `B` stands for."""
+    """The integer QP (h264, 1-51) or JPEG quality (jpeg, 1-95) of a configuration."""
     if codec not in CODECS:
         raise ValueError(f"unknown offload codec {codec!r}; expected one of {CODECS}")
     value = int(round(knob))
@@ -37,7 +41,7 @@ class OffloadDevice(DeviceAgent):
     """Encode keyframes at a uniform QP/quality, send them, show the newest returned result."""
 
     def __init__(self, codec: str, config: Config, source_fps: float) -> None:
-        check_knob(codec, config.B)
+        check_knob(codec, config[KNOBS[codec]])
         if not source_fps > 0:
             raise ValueError(f"source_fps must be > 0, got {source_fps}")
         self.codec = codec
@@ -50,13 +54,13 @@ class OffloadDevice(DeviceAgent):
 
     def on_config(self, config: Config) -> None:
         """Adopt a new fps/knob; the next frame is a keyframe and (h264) starts a new stream."""
-        check_knob(self.codec, config.B)
+        check_knob(self.codec, config[KNOBS[self.codec]])
         self.config = config
         self._start = None
         self._encoder = None  # frames of the old stream may have been discarded (§VII)
 
     def _encode(self, frame: np.ndarray) -> bytes:
-        knob = check_knob(self.codec, self.config.B)
+        knob = check_knob(self.codec, self.config[KNOBS[self.codec]])
         if self.codec == JPEG:
             return jpeg_encode(frame, quality=knob)
         if self._encoder is None:  # a new stream starts with an IDR frame carrying SPS/PPS

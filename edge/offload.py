@@ -101,5 +101,5 @@ class OffloadEdge(EdgeAgent):
         fps = self.schedule.get(second + 1)
         if fps is None:
             return None
-        self.config = Config(B=self.config.B, fps=float(fps), t_effective=float(second + 1))
+        self.config = self.config.replace(float(second + 1), fps=float(fps))
         return self.config

@@ -32,8 +32,8 @@ class StacEdge(EdgeAgent):
 
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
                  region_size: int = 6, schedule: Mapping[int, float] | None = None) -> None:
-        if not config.B > 0:
-            raise ValueError(f"STAC needs a loss-increment bound B > 0, got {config.B}")
+        if not config["B"] > 0:
+            raise ValueError(f"STAC needs a loss-increment bound B > 0, got {config['B']}")
         self.model = model
         self.tables = tables
         self.config = config
@@ -51,7 +51,7 @@ class StacEdge(EdgeAgent):
         h, w = planes[0].shape
         grads, self._state = coefficient_gradients(self.model, planes_to_coeffs(*planes), h, w,
                                                    self._state)
-        levels = select_levels(grads.planes, self.tables.steps, self.config.B, h, w,
+        levels = select_levels(grads.planes, self.tables.steps, self.config["B"], h, w,
                                self.region_size)
         self.last_levels = levels
         feedback = Feedback(index=keyframe.index, segmentation=encode_labels(grads.labels),

@@ -36,7 +36,7 @@ def keyframe_step_ms(frames: list[np.ndarray], args: argparse.Namespace) -> dict
     from stac.protocol import Config, Feedback
 
     h, w = frames[0].shape[:2]
-    device = StacDevice(default_tables(), Config(B=1.0, fps=5.0, t_effective=0.0),
+    device = StacDevice(default_tables(), Config.of({"B": 1.0, "fps": 5.0}),
                         source_fps=25.0, frame_size=(w, h),
                         flow=FlowConfig(preset=args.preset, finest_scale=args.finest_scale))
     rng = np.random.default_rng(0)

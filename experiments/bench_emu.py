@@ -41,12 +41,13 @@ def _namespace(**kw) -> argparse.Namespace:
 
 
 def _options(ns: argparse.Namespace, out: Path, profile: str):
-    from stac.sim.runner import RunOptions
+    from stac.sim.runner import run_options
 
-    return RunOptions(trace=str(ns.trace), out=str(out), video=ns.video, scheme=ns.scheme,
-                      model=ns.model, duration=ns.duration, fps=ns.fps, size=ns.size,
-                      qp=ns.qp, quality=ns.quality, seed=ns.seed, delay_ms=ns.delay_ms,
-                      profile=profile)
+    knob = {"h264": {"qp": ns.qp}, "jpeg": {"quality": ns.quality}}.get(ns.scheme, {})
+    return run_options(dict(trace=str(ns.trace), out=str(out), video=ns.video,
+                            scheme=ns.scheme, model=ns.model, duration=ns.duration, fps=ns.fps,
+                            size=ns.size, seed=ns.seed, delay_ms=ns.delay_ms, profile=profile,
+                            **knob))
 
 
 def _pct(values, q) -> float | None:
@@ -73,7 +74,7 @@ def pacing_and_parity(work: Path, ns: argparse.Namespace) -> dict:
     finally:
         torch.set_num_threads(threads)
     ns.out = work / "emu"
-    result = emulate(ns, progress=False)
+    result = emulate(_options(ns, ns.out, "measured"), progress=False)
     emu = result["devices"][0]["summary"]
     a = pd.read_csv(work / "sim" / "frames.csv")
     b = pd.read_csv(work / "emu" / "device-0" / "frames.csv")
@@ -109,7 +110,7 @@ def scaling(work: Path, ns: argparse.Namespace, counts: list[int]) -> list[dict]
     for n in counts:
         ns.out, ns.devices = work / f"scale-{n}", n
         t0 = time.monotonic()
-        result = emulate(ns, progress=False)
+        result = emulate(_options(ns, ns.out, "measured"), devices=n, progress=False)
         delays, answered, kps = [], [], []
         for d in result["devices"]:
             s = d["summary"]

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stac.schemes import DEFAULT_MODEL  # noqa: E402
-from stac.sim.runner import RunOptions, resolve_model, run  # noqa: E402
+from stac.sim.runner import resolve_model, run, run_options  # noqa: E402
 
 
 def main() -> None:
@@ -49,10 +49,10 @@ def main() -> None:
         os.environ["STAC_CACHE"] = str(Path(tmp) / "cache")
         for label in ("cold_gt_cache", "warm_gt_cache"):
             t0 = time.perf_counter()
-            summary = run(RunOptions(trace=str(REPO / "traces" / "lte.csv"),
+            summary = run(run_options(dict(trace=str(REPO / "traces" / "lte.csv"),
                                      out=str(Path(tmp) / label), scheme="h264",
                                      duration=args.duration, fps=args.fps,
-                                     profile=args.profile, model=args.model), model=model)
+                                     profile=args.profile, model=args.model)), model=model)
             wall = time.perf_counter() - t0
             result[label] = {
                 "video_s": summary["video_s"], "wall_s": round(wall, 3),

@@ -49,7 +49,7 @@ from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.metrics import bd_rate, rd_front
 from stac.schemes import DEFAULT_MODEL, Scheme
-from stac.sim.runner import RunOptions, resolve_model, run
+from stac.sim.runner import resolve_model, run, run_options
 from stac.traces import Trace, save_trace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,9 +106,9 @@ def one_run(args, model, clip: str, scheme: str, value, fps: float, trace: Path)
     video, size = CLIPS[clip]
     knob, field, _ = SWEEPS[scheme]
     out = args.out / "runs" / clip / f"{scheme}-{knob}{value}-fps{fps:g}"
-    options = RunOptions(trace=str(trace), out=str(out), video=video, scheme=scheme,
+    options = run_options(dict(trace=str(trace), out=str(out), video=video, scheme=scheme,
                          model=args.model, duration=args.duration, fps=fps, size=size,
-                         **{field: value})
+                         **{field: value}))
     recorder: list[RecordingEdge] = []
 
     def prepare(s: Scheme) -> None:

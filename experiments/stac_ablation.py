@@ -44,7 +44,7 @@ from stac.codec.labels import decode_labels
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.metrics import bd_rate, rd_front
-from stac.schemes import DEFAULT_MODEL, SchemeConfig, build_scheme
+from stac.schemes import DEFAULT_MODEL, Stream, make_scheme
 from stac.sim.runner import resolve_model
 
 VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
@@ -179,7 +179,7 @@ def main() -> None:
     source = open_source(video, size=size)
     gt = GroundTruth(model, source, args.model)
     frames = [f for _, f in zip(range(args.frames), source, strict=False)]
-    cfg = SchemeConfig(source_fps=source.fps, frame_size=source.size, fps=args.fps)
+    stream = Stream(source_fps=source.fps, frame_size=source.size)
     variants = args.variants.split(",")
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -187,7 +187,7 @@ def main() -> None:
     rows = []
     for b in map(float, args.B.split(",")):
         for variant in (v for v in variants if v != "uniform"):
-            s = build_scheme("stac", SchemeConfig(**{**cfg.__dict__, "B": b}), model)
+            s = make_scheme("stac", {"B": b, "fps": args.fps}).build(stream, model)
             kind, residual, budget, cut = VARIANTS[variant]
             s.device = kind(s.device.tables, s.config, source.fps, source.size,
                             residual=residual, budget=budget,
@@ -196,7 +196,7 @@ def main() -> None:
                          "rho": getattr(s.device, "rho", 1.0)})
             print(json.dumps(rows[-1]), flush=True)
     for level in map(int, args.levels.split(",")) if "uniform" in variants else ():
-        s = build_scheme("uniform", SchemeConfig(**{**cfg.__dict__, "level": level}), model)
+        s = make_scheme("uniform", {"level": level, "fps": args.fps}).build(stream, model)
         rows.append({"variant": "uniform", "knob": level, **play(s, frames, gt)})
         print(json.dumps(rows[-1]), flush=True)
 

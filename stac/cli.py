@@ -28,8 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse `argv`; a command with scheme options (`stac.options`) gets the chosen scheme,
+    built from the options left over, as `args.scheme_params`."""
+    from stac.options import parse_scheme
+    from stac.schemes import SchemeError
+
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "scheme_options", False):
+        try:
+            args.scheme_params = parse_scheme(args.scheme, rest)
+        except SchemeError as e:
+            parser.exit(2, f"{parser.prog} {getattr(args, 'command', '')}: {e}\n")
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     return int(args.func(args) or 0)
 
 

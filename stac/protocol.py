@@ -18,6 +18,7 @@ import enum
 import json
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ MAX_NAME = 64  # bytes of a device id or scheme name
 MAX_TOKEN = 256
 MAX_TEXT = 4096  # bytes of an ERROR/BYE text
 MAX_FPS = 1000.0
+MAX_KNOBS = 16  # knobs of one configuration
 _U32 = 2**32 - 1
 
 
@@ -88,11 +90,37 @@ class Feedback:
 
 @dataclass(frozen=True)
 class Config:
-    """A compression configuration (STAC §VI) that takes effect at `t_effective`."""
+    """A scheme's run-time knobs from `t_effective` on (STAC §VI: B and fps; a baseline's
+    QP, quality, table level...), named as the scheme's parameters; `fps` is in every one."""
 
-    B: float
-    fps: float
-    t_effective: float
+    knobs: tuple[tuple[str, float], ...]
+    t_effective: float = 0.0
+
+    @classmethod
+    def of(cls, knobs: Mapping[str, float], t_effective: float = 0.0) -> Config:
+        """A configuration from a {knob name: value} mapping."""
+        return cls(tuple((str(k), float(v)) for k, v in knobs.items()), float(t_effective))
+
+    def __getitem__(self, name: str) -> float:
+        for key, value in self.knobs:
+            if key == name:
+                return value
+        raise KeyError(f"configuration has no knob {name!r}; it has {list(self.as_dict())}")
+
+    @property
+    def fps(self) -> float:
+        """The keyframe rate (every scheme has it)."""
+        return self["fps"]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.knobs)
+
+    def replace(self, t_effective: float, **knobs: float) -> Config:
+        """The same knobs with `knobs` changed, effective from `t_effective`."""
+        unknown = set(knobs) - set(self.as_dict())
+        if unknown:
+            raise KeyError(f"configuration has no knobs {sorted(unknown)}")
+        return Config.of({**self.as_dict(), **knobs}, t_effective)
 
 
 @dataclass(frozen=True)
@@ -193,6 +221,13 @@ def _check_float(name: str, value: Any, low: float | None = None, high: float | 
     return value
 
 
+def _check_knob(name: str, value: Any) -> float:
+    """A configuration knob's value: finite; `fps` in (0, MAX_FPS]."""
+    if name == "fps":
+        return _check_float("Config fps", value, 0.0, MAX_FPS, low_open=True)
+    return _check_float(f"Config {name}", value)
+
+
 def _check_bytes(name: str, value: Any) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise _bad(f"{name} must be bytes, got {type(value).__name__}")
@@ -247,9 +282,16 @@ def _encode_body(msg: Message) -> bytes:
                 + _pack_blob(_check_bytes("Feedback.segmentation", msg.segmentation))
                 + _pack_blob(_check_bytes("Feedback.levels", msg.levels)))
     if isinstance(msg, Config):
-        return struct.pack("!ddd", _check_float("Config.B", msg.B, low=0.0, low_open=True),
-                           _check_float("Config.fps", msg.fps, 0.0, MAX_FPS, low_open=True),
-                           _check_float("Config.t_effective", msg.t_effective, low=0.0))
+        if not 0 < len(msg.knobs) <= MAX_KNOBS:
+            raise _bad(f"Config carries 1 to {MAX_KNOBS} knobs, got {len(msg.knobs)}")
+        if "fps" not in dict(msg.knobs):
+            raise _bad("Config must carry fps")
+        body = struct.pack("!dB", _check_float("Config.t_effective", msg.t_effective, low=0.0),
+                           len(msg.knobs))
+        for name, value in msg.knobs:
+            body += (_pack_str(_str_bytes("Config knob", name, MAX_NAME, False))
+                     + struct.pack("!d", _check_knob(name, value)))
+        return body
     if isinstance(msg, Content):
         return struct.pack("!Idd", _check_u32("Content.second", msg.second),
                            _check_float("Content.c", msg.c),
@@ -381,10 +423,20 @@ def decode_body(kind: MessageType, body: bytes) -> Message:
         cur.done()
         return Feedback(index=index, segmentation=segmentation, levels=levels)
     if kind == MessageType.CONFIG:
-        B, fps, t_eff = cur.unpack("!ddd", "B, fps, t_effective")
+        t_eff, count = cur.unpack("!dB", "t_effective, knob count")
+        if not 0 < count <= MAX_KNOBS:
+            raise _bad(f"CONFIG carries 1 to {MAX_KNOBS} knobs, got {count}")
+        knobs = []
+        for _ in range(count):
+            name = cur.string("knob name", MAX_NAME)
+            (value,) = cur.unpack("!d", f"knob {name!r}")
+            knobs.append((name, _check_knob(name, value)))
         cur.done()
-        return Config(B=_check_float("CONFIG B", B, 0.0, low_open=True),
-                      fps=_check_float("CONFIG fps", fps, 0.0, MAX_FPS, low_open=True),
+        if len({k for k, _ in knobs}) != count:
+            raise _bad("CONFIG names a knob twice")
+        if "fps" not in dict(knobs):
+            raise _bad("CONFIG must carry fps")
+        return Config(knobs=tuple(knobs),
                       t_effective=_check_float("CONFIG t_effective", t_eff, 0.0))
     if kind == MessageType.CONTENT:
         second, c, d = cur.unpack("!Idd", "second, c, d")

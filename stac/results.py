@@ -13,18 +13,79 @@ import csv
 import json
 import math
 import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from stac.sim.harness import FrameRecord, RunSink, SecondRecord
+from stac.protocol import Config, Content
 
+if TYPE_CHECKING:
+    from stac.traces import Trace
+
+#: frames.csv columns before the scheme's knobs (then one column per knob: B, qp, fps...)
 FRAME_COLUMNS = ("frame", "t_capture", "keyframe", "bytes", "t_sent", "t_arrived", "dropped",
-                 "delay_s", "result_age_frames", "pa", "miou", "B", "fps")
-SECOND_COLUMNS = ("second", "bitrate_kbps", "bandwidth_kbps", "B", "fps", "c", "d", "pa", "miou")
+                 "delay_s", "result_age_frames", "pa", "miou")
+#: seconds.csv columns: these, the scheme's knobs, then SECOND_TAIL
+SECOND_COLUMNS = ("second", "bitrate_kbps", "bandwidth_kbps")
+SECOND_TAIL = ("c", "d", "pa", "miou")
 PERCENTILES = (5, 50, 95)
+
+
+@dataclass
+class FrameRecord:
+    """One row of frames.csv; keyframe fields are filled in when the uplink is done with it."""
+
+    frame: int
+    t_capture: float
+    keyframe: bool = False
+    bytes: int = 0
+    t_sent: float = math.nan  # keyframe handed to the uplink (after the device's encode)
+    t_arrived: float = math.nan  # last bit at the edge (transmission + propagation)
+    dropped: bool = False
+    delay_s: float = math.nan  # capture of the frame the shown result describes -> result shown
+    result_age_frames: float = math.nan  # frame - index of the keyframe whose result is shown
+    pa: float = math.nan
+    miou: float = math.nan
+    knobs: dict[str, float] = field(default_factory=dict)  # the configuration at capture
+    done: bool = False  # no field will change any more
+
+
+@dataclass
+class SecondRecord:
+    """One row of seconds.csv, minus the accuracy means the writer adds from the frames."""
+
+    second: int
+    span_s: float  # length of this second within the run (< 1 for the last one)
+    bitrate_kbps: float
+    bandwidth_kbps: float
+    knobs: dict[str, float]  # the configuration in force at the second's start
+    c: float = math.nan
+    d: float = math.nan
+
+    @classmethod
+    def account(cls, second: int, span: float, bits_sent: float, trace: Trace,
+                config: Config, content: Content | None) -> SecondRecord:
+        """The row of one second: bits sent against the trace's capacity over
+        [second, second + span), the configuration then in force and the content metrics."""
+        return cls(second=second, span_s=span, bitrate_kbps=bits_sent / 1000.0 / span,
+                   bandwidth_kbps=float(trace.bits_between(second, second + span)) / 1000.0 / span,
+                   knobs=config.as_dict(),
+                   c=content.c if content is not None else math.nan,
+                   d=content.d if content is not None else math.nan)
+
+
+class RunSink:
+    """Receives records as a driver produces them (see `RunWriter`)."""
+
+    def frame(self, record: FrameRecord) -> None:
+        """A frame's record was created or changed; `record.done` says it is final."""
+
+    def second(self, record: SecondRecord) -> None:
+        """A second ended."""
 
 
 def _cell(value: Any) -> str:
@@ -41,17 +102,19 @@ def _cell(value: Any) -> str:
 
 
 class RunWriter(RunSink):
-    """Write frames.csv and seconds.csv incrementally into `out_dir`."""
+    """Write frames.csv and seconds.csv incrementally into `out_dir`; `knobs` are the
+    scheme's configuration knobs, one column each (e.g. B and fps for `stac`)."""
 
-    def __init__(self, out_dir: str | Path) -> None:
+    def __init__(self, out_dir: str | Path, knobs: Sequence[str]) -> None:
+        self.knobs = tuple(knobs)
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._frames_file = open(self.out_dir / "frames.csv", "w", newline="")  # noqa: SIM115
         self._seconds_file = open(self.out_dir / "seconds.csv", "w", newline="")  # noqa: SIM115
         self._frames = csv.writer(self._frames_file)
         self._seconds = csv.writer(self._seconds_file)
-        self._frames.writerow(FRAME_COLUMNS)
-        self._seconds.writerow(SECOND_COLUMNS)
+        self._frames.writerow(FRAME_COLUMNS + self.knobs)
+        self._seconds.writerow(SECOND_COLUMNS + self.knobs + SECOND_TAIL)
         self._frames_file.flush()
         self._seconds_file.flush()
         self._pending: dict[int, FrameRecord] = {}
@@ -68,7 +131,8 @@ class RunWriter(RunSink):
             self._next = record.frame
         while self._next in self._pending and self._pending[self._next].done:
             rec = self._pending.pop(self._next)
-            self._frames.writerow([_cell(getattr(rec, c)) for c in FRAME_COLUMNS])
+            self._frames.writerow([_cell(getattr(rec, c)) for c in FRAME_COLUMNS]
+                                  + [_cell(rec.knobs[k]) for k in self.knobs])
             acc = self._acc.setdefault(int(math.floor(rec.t_capture + 1e-9)), [[], []])
             acc[0].append(rec.pa)
             acc[1].append(rec.miou)
@@ -87,10 +151,10 @@ class RunWriter(RunSink):
                 final or self._frontier >= self._next_second + 1 - 1e-9):
             rec = self._second_recs.pop(self._next_second)
             pa, miou = self._acc.pop(self._next_second, [[], []])
-            self._seconds.writerow([
-                rec.second, _cell(rec.bitrate_kbps), _cell(rec.bandwidth_kbps), _cell(rec.B),
-                _cell(rec.fps), _cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)),
-                _cell(_nanmean(miou))])
+            self._seconds.writerow(
+                [rec.second, _cell(rec.bitrate_kbps), _cell(rec.bandwidth_kbps)]
+                + [_cell(rec.knobs[k]) for k in self.knobs]
+                + [_cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)), _cell(_nanmean(miou))])
             self._next_second += 1
         self._seconds_file.flush()
 
@@ -157,8 +221,15 @@ def write_summary(out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def knob_columns(seconds: pd.DataFrame) -> list[str]:
+    """The scheme's knob columns of a seconds.csv table (between the bandwidth and c)."""
+    cols = list(seconds.columns)
+    return cols[len(SECOND_COLUMNS):cols.index("c")]
+
+
 def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
-    """timeline.png: bandwidth vs bitrate, B, fps and accuracy over time, from the CSVs."""
+    """timeline.png: bandwidth vs bitrate, each of the scheme's knobs under its own name
+    (B, QP, level, fps...), and accuracy over time, from the CSVs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,7 +238,8 @@ def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
     out_dir = Path(out_dir)
     frames = pd.read_csv(out_dir / "frames.csv")
     seconds = pd.read_csv(out_dir / "seconds.csv")
-    fig, axes = plt.subplots(4, 1, figsize=(9, 8), sharex=True)
+    knobs = knob_columns(seconds)
+    fig, axes = plt.subplots(2 + len(knobs), 1, figsize=(9, 4 + 2 * len(knobs)), sharex=True)
     # each second's value holds over [second, second + 1): step plots need the right edge too
     t = np.append(seconds["second"].to_numpy(dtype=float), len(seconds))
 
@@ -181,11 +253,10 @@ def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
     ax.set_yscale("symlog", linthresh=10.0)
     ax.set_ylabel("kbps")
     ax.legend(loc="upper right", fontsize=8)
-    steps(axes[1], "B")
-    axes[1].set_ylabel("B")
-    steps(axes[2], "fps")
-    axes[2].set_ylabel("fps")
-    ax = axes[3]
+    for ax, knob in zip(axes[1:], knobs, strict=False):
+        steps(ax, knob)
+        ax.set_ylabel(knob)
+    ax = axes[-1]
     ax.plot(frames["t_capture"], frames["pa"], lw=0.8, label="PA (frame)")
     ax.plot(frames["t_capture"], frames["miou"], lw=0.8, label="mIoU (frame)")
     ax.set_ylabel("accuracy")

@@ -13,11 +13,11 @@ import torch
 from stac import protocol as P
 from stac.codec.labels import decode_labels
 from stac.codec.reference import jpeg_encode
-from stac.emu.build import scheme_config_from_json, scheme_config_to_json
+from stac.emu.build import hello_config, scheme_from_hello
 from stac.emu.edge_main import EdgeOptions, EdgeServer
 from stac.frames import open_source
 from stac.protocol import ErrorCode
-from stac.schemes import SchemeConfig, build_scheme
+from stac.schemes import SchemeError, Stream, make_scheme
 from stac.sim.runner import resolve_model, seed_everything
 
 W, H = 64, 48
@@ -40,7 +40,8 @@ def jpeg_frames():
 
 
 def _config() -> dict:
-    return scheme_config_to_json(SchemeConfig(source_fps=25.0, frame_size=(W, H), fps=5.0))
+    return hello_config(make_scheme("jpeg", {"fps": 5.0}),
+                        Stream(source_fps=25.0, frame_size=(W, H)))
 
 
 class Edge:
@@ -50,7 +51,8 @@ class Edge:
         self.built = []
 
         def factory(hello):
-            agent = build_scheme(hello.scheme, scheme_config_from_json(hello.config), model).edge
+            scheme, stream = scheme_from_hello(hello.scheme, hello.config)
+            agent = scheme.build(stream, model).edge
             self.built.append(hello.device_id)
             return agent
 
@@ -187,12 +189,14 @@ def test_unknown_scheme_and_max_devices(model, jpeg_frames):
     assert len(feedback) == len(jpeg_frames)
 
 
-def test_scheme_config_travels_in_hello():
-    config = SchemeConfig(source_fps=25.0, frame_size=(W, H), fps=5.0, B=0.5,
-                          schedule={3: 2.0, 6: 10.0})
-    hello = P.decode(P.encode(P.Hello("d", "stac", scheme_config_to_json(config))))
-    assert scheme_config_from_json(hello.config) == config
-    with pytest.raises(ValueError, match="unknown"):
-        scheme_config_from_json({**hello.config, "colour": "red"})
-    with pytest.raises(ValueError, match="misses"):
-        scheme_config_from_json({"fps": 5.0})
+def test_scheme_travels_in_hello():
+    scheme = make_scheme("stac", {"B": 0.5, "fps": 5.0})
+    stream = Stream(source_fps=25.0, frame_size=(W, H), schedule={3: 2.0, 6: 10.0})
+    hello = P.decode(P.encode(P.Hello("d", "stac", hello_config(scheme, stream))))
+    assert scheme_from_hello("stac", hello.config) == (scheme, stream)
+    with pytest.raises(SchemeError, match="exactly 'params' and 'stream'"):
+        scheme_from_hello("stac", {**hello.config, "colour": "red"})
+    with pytest.raises(SchemeError, match="has no parameter qp"):
+        scheme_from_hello("stac", {**hello.config, "params": {"qp": 30}})
+    with pytest.raises(SchemeError, match="source_fps, frame_size and schedule"):
+        scheme_from_hello("stac", {"params": {}, "stream": {"fps": 5.0}})

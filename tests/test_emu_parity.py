@@ -9,19 +9,16 @@ shared 2-core machine, so they differ between any two runs, simulated or emulate
 
 from __future__ import annotations
 
-import argparse
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from stac.commands.emulate import emulate
-from stac.sim.runner import RunOptions, run
+from stac.sim.runner import run, run_options
 
 COMMON = dict(video="default", scheme="h264", model="untrained:bisenet", duration=4.0,
-              fps=5.0, size=(64, 48), qp=30, quality=50, seed=0, delay_ms=20.0)
+              fps=5.0, size=(64, 48), qp=30, seed=0, delay_ms=20.0)
 
 
 @pytest.mark.slow
@@ -33,17 +30,14 @@ def test_simulator_and_emulator_agree(tmp_path, repo_root, monkeypatch):
     try:
         # a first short run pays the one-time costs (codec, model initialisation) that the
         # emulator pays before its clock starts (stac.emu.build.warm_up)
-        run(RunOptions(trace=trace, out=str(tmp_path / "warm"), profile="measured",
-                       **{**COMMON, "duration": 0.5}))
-        sim = run(RunOptions(trace=trace, out=str(tmp_path / "sim"), profile="measured",
-                             **COMMON))
+        run(run_options(dict(trace=trace, out=str(tmp_path / "warm"), profile="measured",
+                       **{**COMMON, "duration": 0.5})))
+        sim = run(run_options(dict(trace=trace, out=str(tmp_path / "sim"), profile="measured",
+                             **COMMON)))
     finally:
         torch.set_num_threads(threads)
-    args = argparse.Namespace(
-        trace=trace, out=tmp_path / "emu", devices=1, token="", source_fps=None, B=math.nan,
-        downlink_delay_ms=None, downlink_kbps=None, no_cache=False, threads=1, schedule={},
-        **COMMON)
-    result = emulate(args, progress=False)
+    result = emulate(run_options(dict(trace=trace, out=str(tmp_path / "emu"), **COMMON)),
+                     progress=False)
     assert [d["exit"] for d in result["devices"]] == [0]
     emu = result["devices"][0]["summary"]
     a = pd.read_csv(tmp_path / "sim" / "frames.csv")

@@ -3,7 +3,6 @@ region levels as in the simulator (the same agents), over real processes and soc
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -12,6 +11,7 @@ import pytest
 
 from stac.cli import main as stac_sim
 from stac.commands.emulate import emulate
+from stac.sim.runner import run_options
 
 
 @pytest.mark.slow
@@ -21,13 +21,11 @@ def test_stac_scheme_over_loopback(tmp_path, repo_root, monkeypatch, capsys):
     assert stac_sim(["tables", "build", "--model", "untrained:bisenet", "--data", "default",
                      "--frames", "2", "--size", "64x48", "-o", str(tables)]) == 0
     low, high = json.loads(capsys.readouterr().out)["B_range"]
-    args = argparse.Namespace(
-        trace=repo_root / "traces" / "lte.csv", out=tmp_path / "emu", video="default",
+    options = run_options(dict(
+        trace=str(repo_root / "traces" / "lte.csv"), out=str(tmp_path / "emu"),
         scheme="stac", model="untrained:bisenet", duration=2.0, fps=5.0, size=(64, 48),
-        qp=30, quality=50, B=math.sqrt(low * high), tables=str(tables), seed=0,
-        delay_ms=20.0, source_fps=None, downlink_delay_ms=None, downlink_kbps=None,
-        no_cache=False, threads=1, schedule={}, token="", devices=1)
-    result = emulate(args, progress=False)
+        B=math.sqrt(low * high), tables=str(tables), seed=0))
+    result = emulate(options, progress=False)
     assert [d["exit"] for d in result["devices"]] == [0]
     frames = pd.read_csv(tmp_path / "emu" / "device-0" / "frames.csv")
     assert frames["frame"].tolist() == list(range(50))

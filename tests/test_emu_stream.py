@@ -12,7 +12,7 @@ from stac.emu.build import build_stream, edge_factory
 from stac.emu.device_main import DeviceClient, LinkOptions
 from stac.emu.edge_main import EdgeOptions, EdgeServer
 from stac.results import RunWriter
-from stac.sim.runner import RunOptions
+from stac.sim.runner import run_options
 from stac.traces import Trace, save_trace
 
 
@@ -22,17 +22,17 @@ def test_reconfiguration_reaches_the_device_and_discards_the_backlog(tmp_path, m
     # 6 kbps: 64x48 keyframes at 5 fps do not fit, so the uplink queue grows until the
     # configuration of second 1 (2.5 fps) starts and discards it
     trace = save_trace(Trace(np.array([0.0]), np.array([6.0]), end_s=60.0), tmp_path / "t.csv")
-    options = RunOptions(trace=str(trace), out=str(tmp_path / "dev"), scheme="h264",
-                         model="untrained:bisenet", duration=3.0, fps=5.0, size=(64, 48),
-                         schedule={1: 2.5}, seed=0)
+    options = run_options({"trace": str(trace), "out": str(tmp_path / "dev"),
+                           "scheme": "h264", "model": "untrained:bisenet", "duration": 3.0,
+                           "fps": 5.0, "size": (64, 48), "schedule": {1: 2.5}, "seed": 0})
     setup = build_stream(options)
     factory, name = edge_factory(options.model, seed=0)
 
     async def scenario():
         server = EdgeServer(EdgeOptions(), factory, model=name)
         host, port = await server.start()
-        writer = RunWriter(options.out)
-        client = DeviceClient(setup.agent, setup.start, "h264", setup.scheme_config,
+        writer = RunWriter(options.out, setup.start.as_dict())
+        client = DeviceClient(setup.agent, setup.start, "h264", setup.hello,
                               (host, port), setup.trace, setup.evaluate, writer,
                               link=LinkOptions(delay_s=0.01))
         try:

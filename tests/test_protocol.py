@@ -28,8 +28,10 @@ messages = st.one_of(
     st.builds(P.Keyframe, index=u32, t_capture=st.floats(0, 1e9), payload=st.binary(max_size=300)),
     st.builds(P.Feedback, index=u32, segmentation=st.binary(max_size=300),
               levels=st.binary(max_size=100)),
-    st.builds(P.Config, B=st.floats(1e-9, 1e12), fps=st.floats(1e-3, P.MAX_FPS),
-              t_effective=st.floats(0, 1e9)),
+    st.builds(lambda knobs, fps, t: P.Config.of({**knobs, "fps": fps}, t),
+              st.dictionaries(st.sampled_from(["B", "qp", "level", "quality", "resolution"]),
+                              finite, max_size=3),
+              st.floats(1e-3, P.MAX_FPS), st.floats(0, 1e9)),
     st.builds(P.Content, second=u32, c=finite, d=st.floats(0, 1e12)),
     st.builds(P.Bye, reason=st.text(max_size=40)),
     st.builds(P.Error, code=st.integers(0, 0xFFFF), text=st.text(max_size=40)),
@@ -124,17 +126,34 @@ def _with_body(tag: P.MessageType, body: bytes) -> bytes:
     return struct.pack("!2sBBI", b"ST", P.PROTOCOL_VERSION, tag, len(body)) + body
 
 
+def _knob(name: bytes, value: float) -> bytes:
+    return struct.pack("!H", len(name)) + name + struct.pack("!d", value)
+
+
 @pytest.mark.parametrize("body", [
-    struct.pack("!ddd", float("nan"), 10.0, 0.0),
-    struct.pack("!ddd", 100.0, 0.0, 0.0),
-    struct.pack("!ddd", 100.0, 5000.0, 0.0),
-    struct.pack("!ddd", -1.0, 10.0, 0.0),
-    struct.pack("!ddd", 100.0, 10.0, float("inf")),
+    struct.pack("!dB", 0.0, 1) + _knob(b"fps", 0.0),
+    struct.pack("!dB", 0.0, 1) + _knob(b"fps", 5000.0),
+    struct.pack("!dB", 0.0, 1) + _knob(b"B", float("nan")),
+    struct.pack("!dB", 0.0, 2) + _knob(b"qp", float("inf")) + _knob(b"fps", 5.0),
+    struct.pack("!dB", float("inf"), 1) + _knob(b"fps", 5.0),
+    struct.pack("!dB", 0.0, 0),
+    struct.pack("!dB", 0.0, 2) + _knob(b"fps", 5.0) + _knob(b"fps", 6.0),
+    struct.pack("!dB", 0.0, 2) + _knob(b"fps", 5.0),
+    struct.pack("!dB", 0.0, 1) + _knob(b"fps", 5.0) + b"x",
 ])
 def test_config_ranges(body):
     with pytest.raises(ProtocolError) as info:
         P.decode(_with_body(P.MessageType.CONFIG, body))
     assert info.value.code == ErrorCode.MALFORMED
+
+
+def test_config_carries_any_scheme_knobs():
+    config = P.Config.of({"qp": 26.0, "fps": 5.0}, t_effective=3.0)
+    decoded = P.decode(P.encode(config))
+    assert decoded == config and decoded["qp"] == 26.0 and decoded.fps == 5.0
+    assert decoded.replace(4.0, qp=30.0) == P.Config.of({"qp": 30.0, "fps": 5.0}, 4.0)
+    with pytest.raises(KeyError, match="no knob 'B'"):
+        decoded["B"]
 
 
 def test_hello_field_validation():
@@ -155,7 +174,9 @@ def test_hello_field_validation():
     P.Keyframe(index=2**32, t_capture=0.0, payload=b""),
     P.Keyframe(index=1, t_capture=float("nan"), payload=b""),
     P.Keyframe(index=1, t_capture=0.0, payload="text"),
-    P.Config(B=1.0, fps=0.0, t_effective=0.0),
+    P.Config.of({"B": 1.0, "fps": 0.0}),
+    P.Config.of({"qp": 30.0}),
+    P.Config(knobs=()),
     P.Content(second=0, c=1.0, d=-1.0),
     P.Hello(device_id="", scheme="x"),
     P.Hello(device_id="x" * 65, scheme="x"),

@@ -190,7 +190,7 @@ def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, shared
 
     monkeypatch.setattr(agent, "residual_levels", spy)
     tables = default_tables()
-    device = agent.StacDevice(tables, Config(B=1.0, fps=30.0, t_effective=0.0),
+    device = agent.StacDevice(tables, Config.of({"B": 1.0, "fps": 30.0}),
                               source_fps=30.0, frame_size=(W, H))
     mirror = Encoder(W, H, tables=tables)  # replays the device's encodes
     for i, frame in enumerate(clip):
@@ -213,5 +213,5 @@ def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, shared
         mirror.encode(frame, info.levels)
     assert len(calls) == 2
     with pytest.raises(ValueError, match="residual must be"):
-        agent.StacDevice(tables, Config(B=1.0, fps=30.0, t_effective=0.0), source_fps=30.0,
+        agent.StacDevice(tables, Config.of({"B": 1.0, "fps": 30.0}), source_fps=30.0,
                          frame_size=(W, H), residual="warp")

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import build_scheme
 
 from edge.models.registry import build_model
 from stac.latency import NUC7I5_T4_SECONDS, PAPER_PIXELS
-from stac.results import FRAME_COLUMNS, SECOND_COLUMNS
-from stac.sim.runner import RunOptions, run
+from stac.results import FRAME_COLUMNS, SECOND_COLUMNS, SECOND_TAIL
+from stac.sim.runner import run, run_options
 from stac.traces import Trace, load_trace, save_trace
 
 SIZE = (96, 64)
@@ -46,7 +47,7 @@ def _run(tmp_path, model, trace, name="out", **kw):
     opts = dict(trace=str(trace), out=str(tmp_path / name), size=SIZE, duration=2.0,
                 scheme="h264", fps=10.0, delay_ms=DELAY * 1000, model="untrained:drn_d_22")
     opts.update(kw)
-    summary = run(RunOptions(**opts), model=model)
+    summary = run(run_options(opts), model=model)
     out = tmp_path / name
     return summary, pd.read_csv(out / "frames.csv"), pd.read_csv(out / "seconds.csv")
 
@@ -64,7 +65,8 @@ def _fifo_arrivals(trace, kf):
 def test_h264_run_outputs_and_timing(tmp_path, model):
     trace_path = _trace(tmp_path, [0, 0.5, 1.0], [30.0, 0.0, 100.0], end=2.0)
     summary, frames, seconds = _run(tmp_path, model, trace_path)
-    assert tuple(frames.columns) == FRAME_COLUMNS and tuple(seconds.columns) == SECOND_COLUMNS
+    assert tuple(frames.columns) == FRAME_COLUMNS + ("qp", "fps")
+    assert tuple(seconds.columns) == SECOND_COLUMNS + ("qp", "fps") + SECOND_TAIL
     for name in ("summary.json", "timeline.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert len(frames) == 50 and list(frames["frame"]) == list(range(50))
@@ -97,7 +99,7 @@ def test_h264_run_outputs_and_timing(tmp_path, model):
     np.testing.assert_allclose(seconds["bandwidth_kbps"], [15.0, 100.0])
     sent = kf.groupby(np.floor(kf["t_sent"]).astype(int))["bytes"].sum() * 8 / 1000
     np.testing.assert_allclose(seconds["bitrate_kbps"], sent.to_numpy(), rtol=1e-6)
-    assert (seconds["fps"] == 10).all() and (seconds["B"] == 30).all()
+    assert (seconds["fps"] == 10).all() and (seconds["qp"] == 30).all()
     assert seconds["pa"].between(0, 1).all()
 
 
@@ -151,16 +153,14 @@ def test_device_slower_than_real_time(tmp_path, model):
     from stac.groundtruth import GroundTruth
     from stac.latency import TableProfile
     from stac.results import RunWriter
-    from stac.schemes import SchemeConfig, build_scheme
     from stac.sim import Simulation
 
     source = open_source("default", size=SIZE, max_frames=25)
-    scheme = build_scheme("jpeg", SchemeConfig(source_fps=25.0, frame_size=SIZE, fps=25.0),
-                          model)
+    scheme = build_scheme("jpeg", model, SIZE, fps=25.0)
     # 0.1 s per encode at this size: every frame is a keyframe, 2.5x the frame interval
     slow = TableProfile("slow", {"encode": 0.1, "decode": 0.0, "inference": 0.0},
                         ref_pixels=SIZE[0] * SIZE[1])
-    writer = RunWriter(tmp_path / "slow")
+    writer = RunWriter(tmp_path / "slow", scheme.config.as_dict())
     gt = GroundTruth(model, source, "untrained")
     result = Simulation(scheme, load_trace(_trace(tmp_path, [0], [10_000.0], end=10.0)), slow,
                         gt.score, writer).run(source)

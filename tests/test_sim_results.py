@@ -7,8 +7,7 @@ import pytest
 
 from stac.agents import Work
 from stac.latency import PAPER_PIXELS, LatencyError, get_profile
-from stac.results import FRAME_COLUMNS, RunWriter
-from stac.sim.harness import FrameRecord, SecondRecord
+from stac.results import FRAME_COLUMNS, FrameRecord, RunWriter, SecondRecord
 
 
 def _rows(path):
@@ -16,31 +15,36 @@ def _rows(path):
 
 
 def test_frames_written_in_order_when_final(tmp_path):
-    w = RunWriter(tmp_path)
-    k0 = FrameRecord(frame=0, t_capture=0.0, keyframe=True, bytes=900, t_sent=0.01)
+    w = RunWriter(tmp_path, ("qp", "fps"))
+    knobs = {"qp": 30.0, "fps": 10.0}
+    k0 = FrameRecord(frame=0, t_capture=0.0, keyframe=True, bytes=900, t_sent=0.01,
+                     knobs=knobs)
     w.frame(k0)  # a keyframe in flight: not final yet
-    w.frame(FrameRecord(frame=1, t_capture=0.5, pa=0.9, miou=0.5, done=True))
-    assert _rows(tmp_path / "frames.csv") == [",".join(FRAME_COLUMNS)]  # header only, on disk
+    w.frame(FrameRecord(frame=1, t_capture=0.5, pa=0.9, miou=0.5, knobs=knobs, done=True))
+    header = ",".join(FRAME_COLUMNS + ("qp", "fps"))
+    assert _rows(tmp_path / "frames.csv") == [header]  # header only, on disk
     k0.t_arrived, k0.done = 0.2, True
     w.frame(k0)
     rows = _rows(tmp_path / "frames.csv")  # both flushed before close
-    assert rows[1].startswith("0,0,1,900,0.010000,0.200000,0,,,,,")
+    assert rows[1] == "0,0,1,900,0.010000,0.200000,0,,,,,30,10"
     assert rows[2].startswith("1,0.500000,0,0,,,0,,,0.900000,0.500000")
     w.second(SecondRecord(second=0, span_s=1.0, bitrate_kbps=7.2, bandwidth_kbps=100.0,
-                          B=30.0, fps=10.0))
+                          knobs=knobs))
     assert len(_rows(tmp_path / "seconds.csv")) == 1  # frames of second 0 may still come
-    w.frame(FrameRecord(frame=2, t_capture=1.0, pa=0.7, miou=math.nan, done=True))
+    w.frame(FrameRecord(frame=2, t_capture=1.0, pa=0.7, miou=math.nan, knobs=knobs, done=True))
     seconds = pd.read_csv(tmp_path / "seconds.csv")
     assert list(seconds["second"]) == [0] and seconds["pa"][0] == pytest.approx(0.9)
     assert math.isnan(seconds["c"][0])
-    w.frame(FrameRecord(frame=3, t_capture=1.5, keyframe=True, bytes=10))  # never delivered
+    w.frame(FrameRecord(frame=3, t_capture=1.5, keyframe=True, bytes=10, knobs=knobs))
     w.second(SecondRecord(second=1, span_s=0.6, bitrate_kbps=0.1, bandwidth_kbps=1.0,
-                          B=30.0, fps=10.0, c=1.0, d=2.0))
+                          knobs=knobs, c=1.0, d=2.0))
     w.close()
     frames = pd.read_csv(tmp_path / "frames.csv")
     assert list(frames["frame"]) == [0, 1, 2, 3] and math.isnan(frames["t_arrived"][3])
     seconds = pd.read_csv(tmp_path / "seconds.csv")
     assert list(seconds["second"]) == [0, 1] and seconds["pa"][1] == pytest.approx(0.7)
+    assert list(seconds.columns) == ["second", "bitrate_kbps", "bandwidth_kbps", "qp", "fps",
+                                     "c", "d", "pa", "miou"]
 
 
 def test_table_profile_scales_by_pixels():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import build_scheme
 
 from device.stac_agent import StacDevice
 from edge.gradients import dct_gradients
@@ -37,7 +38,7 @@ def run_pair(model, clip, tables, B=0.05):
     import torch
 
     torch.manual_seed(0)
-    config = Config(B=B, fps=25 / 3, t_effective=0.0)
+    config = Config.of({"B": B, "fps": 25 / 3})
     device = StacDevice(tables, config, source_fps=25, frame_size=(W, H))
     edge = StacEdge(model, tables, config)
     outputs, pending, payloads = [], {}, []
@@ -98,16 +99,16 @@ def test_stac_runs_in_the_simulator(tmp_path, repo_root):
 
     from edge.models.registry import build_model
     from edge.tables import average_gradients, save_tables
-    from stac.sim.runner import RunOptions, run
+    from stac.sim.runner import run, run_options
 
     model = build_model("bisenet").eval()
     frames = [f.rgb for f in open_video(schemes_default_clip(), size=(160, 68), max_frames=2)]
     avg = average_gradients(model, frames)
     tables = str(save_tables(build_tables(avg.mean(), avg.coefficients), tmp_path / "tables"))
     out = tmp_path / "run"
-    run(RunOptions(trace=str(repo_root / "traces" / "lte.csv"), out=str(out), scheme="stac",
+    run(run_options(dict(trace=str(repo_root / "traces" / "lte.csv"), out=str(out), scheme="stac",
                    model="untrained:bisenet", duration=1.0, fps=5.0, size=(160, 68), B=0.01,
-                   tables=tables, use_cache=False))
+                   tables=tables, use_cache=False)))
     frames_csv = pd.read_csv(out / "frames.csv")
     assert len(frames_csv) == 25 and frames_csv["keyframe"].sum() == 5
     later = frames_csv[(frames_csv["keyframe"] == 0) & (frames_csv["frame"] > 5)]
@@ -135,10 +136,7 @@ def small_frames():
 
 
 def _uniform(level, model, fps=25 / 3):
-    from stac.schemes import SchemeConfig, build_scheme
-
-    return build_scheme("uniform", SchemeConfig(source_fps=25.0, frame_size=SMALL, fps=fps,
-                                                level=level), model)
+    return build_scheme("uniform", model, SMALL, fps=fps, level=level)
 
 
 def test_uniform_one_level_propagation_and_own_codec(small_frames, untrained_drn):
@@ -147,7 +145,7 @@ def test_uniform_one_level_propagation_and_own_codec(small_frames, untrained_drn
 
     scheme = _uniform(12, untrained_drn)
     dev, edge = scheme.device, scheme.edge
-    assert scheme.config.B == 12.0  # the configuration carries the level, as QP for h264
+    assert scheme.config.as_dict() == {"level": 12.0, "fps": 25 / 3}  # the scheme's knobs
     decoder = Decoder(dev.tables)
     outs = []
     for i, frame in enumerate(small_frames):
@@ -181,7 +179,7 @@ def test_uniform_coarser_level_fewer_bytes(small_frames, untrained_drn):
 def test_uniform_default_and_bad_levels(untrained_drn):
     from stac.schemes import SchemeError
 
-    assert _uniform(None, untrained_drn).config.B == 16.0  # the middle of 32 shipped tables
+    assert _uniform(None, untrained_drn).config["level"] == 16.0  # middle of 32 shipped tables
     for bad in (-1, 32):
         with pytest.raises(SchemeError, match="level"):
             _uniform(bad, untrained_drn)
@@ -192,12 +190,10 @@ def test_grace_codes_every_keyframe_alone(small_frames, untrained_drn):
     keyframe an individual (intra) image, so it costs more bytes on a moving clip; no
     keyframe of either carries the table set, which the edge holds."""
     from stac.codec.bitstream import parse_header
-    from stac.schemes import SchemeConfig, build_scheme
 
     sent = {}
     for name in ("grace", "uniform"):
-        scheme = build_scheme(name, SchemeConfig(source_fps=25.0, frame_size=SMALL, fps=25 / 3,
-                                                 level=12), untrained_drn)
+        scheme = build_scheme(name, untrained_drn, SMALL, fps=25 / 3, level=12)
         outs = []
         for i, frame in enumerate(small_frames):
             outs.append(scheme.device.on_frame(i, i / 25, frame))
@@ -216,17 +212,20 @@ def test_grace_codes_every_keyframe_alone(small_frames, untrained_drn):
     assert sent["grace"] > 1.2 * sent["uniform"]
 
 
-def test_run_options_reach_the_scheme_config():
+def test_run_options_reach_the_scheme():
     from stac.frames import open_source
-    from stac.sim.runner import RunOptions, scheme_config
+    from stac.sim.runner import run_options, stream_of
 
     source = open_source("default", size=SMALL)
-    config = scheme_config(RunOptions(trace="t.csv", out="o", B=3.5, tables="x.npz", level=7,
-                                      qp=22, quality=33, fps=5.0, schedule={2: 4.0}), source)
-    assert (config.B, config.tables, config.level, config.qp, config.quality) == (
-        3.5, "x.npz", 7, 22, 33)
-    assert config.fps == 5.0 and config.schedule == {2: 4.0}
-    assert config.frame_size == SMALL and config.source_fps == 25.0
+    options = run_options({"trace": "t.csv", "out": "o", "scheme": "stac", "B": 3.5,
+                           "tables": "x.npz", "fps": 5.0, "schedule": {2: 4.0}})
+    assert options.scheme.get_params() == {"B": 3.5, "tables": "x.npz", "fps": 5.0}
+    assert run_options(options.to_dict() | {"out": "o"}) == options  # a round trip
+    stream = stream_of(options, source)
+    assert stream.schedule == {2: 4.0} and stream.frame_size == SMALL
+    assert stream.source_fps == 25.0
+    with pytest.raises(ValueError, match="scheme 'uniform' has no parameter B"):
+        run_options({"trace": "t.csv", "out": "o", "scheme": "uniform", "B": 3.5})
 
 
 def test_cli_tables_option_is_used(tmp_path, repo_root, capsys):
@@ -301,7 +300,7 @@ def test_levels_restart_from_the_middle_after_a_shot_cut(small_frames):
     seg = encode_labels(np.zeros(SMALL[::-1], np.uint8))
 
     def levels_prime(cut_at, **kw):
-        dev = StacDevice(tables, Config(B=1.0, fps=25 / 3, t_effective=0.0), 25.0, SMALL,
+        dev = StacDevice(tables, Config.of({"B": 1.0, "fps": 25 / 3}), 25.0, SMALL,
                          **kw)
         for i, frame in enumerate(small_frames[:7]):
             dev.on_frame(i, i / 25, 255 - frame if cut_at is not None and i >= cut_at
@@ -319,5 +318,5 @@ def test_levels_restart_from_the_middle_after_a_shot_cut(small_frames):
     _, after, _ = levels_prime(cut_at=2, cut_threshold=None)  # the rule off: propagated
     assert np.all(after == 3)
     with pytest.raises(ValueError, match="cut_threshold"):
-        StacDevice(tables, Config(B=1.0, fps=5.0, t_effective=0.0), 25.0, SMALL,
+        StacDevice(tables, Config.of({"B": 1.0, "fps": 5.0}), 25.0, SMALL,
                    cut_threshold=0)

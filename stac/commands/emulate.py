@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stac.sim.runner import RunOptions
 
 EDGE_START_TIMEOUT_S = 300.0  # model loading on a busy machine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from stac.emu.device_main import add_stream_arguments
+    from stac.options import add_stream_arguments
 
     p = subparsers.add_parser(
         "emulate", help="run an edge and N devices as processes over loopback TCP",
@@ -33,29 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default="", help="secret shared by the edge and the devices")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=main)
-
-
-def _stream_argv(args: argparse.Namespace) -> list[str]:
-    """The device arguments of `args`, as a command line."""
-    argv = ["--trace", str(args.trace), "--video", str(args.video), "--scheme", args.scheme,
-            "--model", args.model, "--fps", repr(args.fps), "--qp", str(args.qp),
-            "--quality", str(args.quality), "--delay-ms", repr(args.delay_ms),
-            "--seed", str(args.seed), "--threads", str(_threads(args))]
-    optional = {"--size": None if args.size is None else f"{args.size[0]}x{args.size[1]}",
-                "--source-fps": args.source_fps, "--duration": args.duration,
-                "--downlink-delay-ms": args.downlink_delay_ms,
-                "--downlink-kbps": args.downlink_kbps,
-                "--B": None if math.isnan(args.B) else args.B,
-                "--tables": getattr(args, "tables", None),
-                "--level": getattr(args, "level", None)}
-    for flag, value in optional.items():
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.schedule:
-        argv += ["--schedule", ",".join(f"{k}:{v}" for k, v in sorted(args.schedule.items()))]
-    if args.no_cache:
-        argv.append("--no-cache")
-    return argv
 
 
 def _threads(args: argparse.Namespace) -> int:
@@ -83,61 +62,63 @@ def _stop(proc: subprocess.Popen, grace: float = 15.0) -> int:
     return proc.returncode
 
 
-def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
-    """Run the emulation described by `args`; returns OUT/emulation.json's content."""
+def emulate(options: RunOptions, devices: int = 1, token: str = "", threads: int = 1,
+            progress: bool = True) -> dict[str, Any]:
+    """Run `options` as an edge and `devices` device processes (each with `threads` torch
+    threads); outputs under `options.out`. Returns OUT/emulation.json's content."""
     from tqdm import tqdm
 
     from stac.emu.build import build_stream
-    from stac.emu.device_main import run_options
+    from stac.options import stream_argv
 
-    out: Path = args.out
+    out = Path(options.out)
     (out / "edge").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # decode the clip and fill the ground-truth cache once, not N times in parallel
-    setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})))
+    setup = build_stream(options)
     n_frames = len(setup.frames)
     del setup
     edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)
     edge = subprocess.Popen(
         [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", "0",
-         "--model", args.model, "--seed", str(args.seed), "--token", args.token,
-         "--threads", str(_threads(args)),
-         "--max-devices", str(max(args.devices, 1)), "--out", str(out / "edge")],
+         "--model", options.model, "--seed", str(options.seed), "--token", token,
+         "--threads", str(threads),
+         "--max-devices", str(max(devices, 1)), "--out", str(out / "edge")],
         stdout=subprocess.PIPE, stderr=edge_log, text=True)
-    devices: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen] = []
     logs = []
     try:
         address = _wait_for_address(edge)
-        for i in range(args.devices):
+        for i in range(devices):
             dev_out = out / f"device-{i}"
             dev_out.mkdir(parents=True, exist_ok=True)
             logs.append(open(dev_out / "device.log", "w"))  # noqa: SIM115
-            devices.append(subprocess.Popen(
+            procs.append(subprocess.Popen(
                 [sys.executable, "-m", "stac.emu.device_main", "stream", "--edge", address,
-                 "--out", str(dev_out), "--device-id", f"device-{i}", "--token", args.token,
-                 "--wait-go", *_stream_argv(args)],
+                 "--out", str(dev_out), "--device-id", f"device-{i}", "--token", token,
+                 "--wait-go", "--threads", str(threads), *stream_argv(options)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True))
-        for proc in devices:  # every device connected: start the cameras together
+        for proc in procs:  # every device connected: start the cameras together
             line = proc.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"a device failed before streaming (see {out}/device-*/"
                                    f"device.log); it said {line!r}")
-        for proc in devices:
+        for proc in procs:
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        total = n_frames * len(devices)
+        total = n_frames * len(procs)
         bar = tqdm(total=total, unit="frame", desc="emulating", disable=not progress,
                    dynamic_ncols=True)
-        while any(p.poll() is None for p in devices):
+        while any(p.poll() is None for p in procs):
             time.sleep(0.5)
             done = sum(_frames_written(out / f"device-{i}" / "frames.csv")
-                       for i in range(len(devices)))
+                       for i in range(len(procs)))
             bar.update(min(done, total) - bar.n)
         bar.close()
-        codes = [p.wait() for p in devices]
-        last_lines = [p.stdout.read().strip() for p in devices]
+        codes = [p.wait() for p in procs]
+        last_lines = [p.stdout.read().strip() for p in procs]
     finally:
-        for proc in devices:
+        for proc in procs:
             _stop(proc)
         edge_code = _stop(edge)
         edge_log.close()
@@ -201,8 +182,11 @@ def main(args: argparse.Namespace) -> int:
     if args.devices < 1:
         print("stac-sim emulate: --devices must be >= 1", file=sys.stderr)
         return 2
+    from stac.options import run_options
+
     try:
-        result = emulate(args)
+        result = emulate(run_options(args, args.scheme_params), devices=args.devices,
+                         token=args.token, threads=_threads(args))
     except (RuntimeError, OSError, ValueError) as exc:
         print(f"stac-sim emulate: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stac.commands.run import _size
+from stac.options import parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", type=int, default=32, help="number of tables L (default 32)")
     p.add_argument("--frames", type=int, default=50,
                    help="sample frames, evenly spaced over the source (default 50)")
-    p.add_argument("--size", type=_size, default=None, help="resize frames to WxH")
+    p.add_argument("--size", type=parse_size, default=None, help="resize frames to WxH")
     p.add_argument("--q-fine", type=float, default=1.0,
                    help="geometric-mean step of the finest table (default 1)")
     p.add_argument("--q-coarse", type=float, default=256.0,

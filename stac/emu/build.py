@@ -6,9 +6,8 @@ Nothing here is algorithm code; a scheme name means the same objects as in `stac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,39 +17,36 @@ from stac.agents import DeviceAgent, EdgeAgent
 from stac.frames import Frame, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
-from stac.schemes import DEFAULT_MODEL, Scheme, SchemeConfig, build_scheme
-from stac.sim.runner import (
-    RunOptions,
-    _jsonable,
-    resolve_model,
-    scheme_config,
-    seed_everything,
-)
+from stac.schemes import DEFAULT_MODEL, Scheme, SchemeError, SchemeParams, Stream, make_scheme
+from stac.sim.runner import RunOptions, _jsonable, resolve_model, seed_everything, stream_of
 from stac.traces import Trace, load_trace
 
 
-def scheme_config_to_json(config: SchemeConfig) -> dict[str, Any]:
-    """A SchemeConfig as the HELLO message carries it (JSON: NaN as None, int keys as str)."""
-    return _jsonable(asdict(config))
+def hello_config(scheme: SchemeParams, stream: Stream) -> dict[str, Any]:
+    """What the HELLO message carries: the scheme's parameters and the stream (JSON)."""
+    return {"params": _jsonable(scheme.get_params()),
+            "stream": {"source_fps": stream.source_fps, "frame_size": list(stream.frame_size),
+                       "schedule": {str(k): v for k, v in stream.schedule.items()}}}
 
 
-def scheme_config_from_json(data: dict[str, Any]) -> SchemeConfig:
-    """The inverse of `scheme_config_to_json`; ValueError/TypeError on a malformed config."""
-    known = {f.name for f in fields(SchemeConfig)}
-    if unknown := sorted(set(data) - known):
-        raise ValueError(f"unknown scheme config fields {unknown}")
-    kwargs = dict(data)
+def scheme_from_hello(name: str, config: dict[str, Any]) -> tuple[SchemeParams, Stream]:
+    """The inverse of `hello_config` for scheme `name`; SchemeError (a ValueError) on
+    anything malformed."""
+    if not isinstance(config, dict) or set(config) != {"params", "stream"}:
+        raise SchemeError("HELLO config must hold exactly 'params' and 'stream'")
+    params, stream = config["params"], config["stream"]
+    if not isinstance(params, dict) or not isinstance(stream, dict):
+        raise SchemeError("HELLO config's 'params' and 'stream' must be objects")
+    if set(stream) != {"source_fps", "frame_size", "schedule"}:
+        raise SchemeError("HELLO stream must hold source_fps, frame_size and schedule")
     try:
-        w, h = (int(v) for v in kwargs["frame_size"])
-        kwargs["frame_size"] = (w, h)
-        kwargs["source_fps"] = float(kwargs["source_fps"])
-    except KeyError as exc:
-        raise ValueError(f"scheme config misses {exc}") from None
-    if "B" in kwargs:
-        kwargs["B"] = math.nan if kwargs["B"] is None else float(kwargs["B"])
-    if "schedule" in kwargs:
-        kwargs["schedule"] = {int(k): float(v) for k, v in dict(kwargs["schedule"]).items()}
-    return SchemeConfig(**kwargs)
+        w, h = (int(v) for v in stream["frame_size"])
+        schedule = {int(k): float(v) for k, v in dict(stream["schedule"]).items()}
+        parsed = Stream(source_fps=float(stream["source_fps"]), frame_size=(w, h),
+                        schedule=schedule)
+    except (TypeError, ValueError) as e:
+        raise SchemeError(f"bad HELLO stream: {e}") from None
+    return make_scheme(name, params), parsed
 
 
 def set_threads(threads: int | None) -> None:
@@ -78,14 +74,14 @@ def edge_factory(model_spec: str | None, seed: int = 0
     warmed: set[tuple[str, tuple[int, int]]] = set()
 
     def factory(hello: protocol.Hello) -> EdgeAgent:
-        config = scheme_config_from_json(hello.config)
-        key = (hello.scheme, config.frame_size)
+        scheme, stream = scheme_from_hello(hello.scheme, hello.config)
+        key = (hello.scheme, stream.frame_size)
         if key not in warmed:
-            w, h = config.frame_size
+            w, h = stream.frame_size
             noise = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-            warm_up(build_scheme(hello.scheme, config, model), [noise, noise])
+            warm_up(scheme.build(stream, model), [noise, noise])
             warmed.add(key)
-        return build_scheme(hello.scheme, config, model).edge
+        return scheme.build(stream, model).edge
 
     return factory, name
 
@@ -106,7 +102,7 @@ class StreamSetup:
 
     agent: DeviceAgent
     start: Config
-    scheme_config: dict[str, Any]
+    hello: dict[str, Any]  # the HELLO config: the scheme's parameters and the stream
     trace: Trace
     frames: list[Frame]
     evaluate: Callable[[Frame, np.ndarray | None], tuple[float, float]]
@@ -121,8 +117,8 @@ def build_stream(options: RunOptions) -> StreamSetup:
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     model = resolve_model(options.model)
     w, h = source.size
-    config = scheme_config(options, source)
-    scheme = build_scheme(options.scheme, config, model)
+    stream = stream_of(options, source)
+    scheme = options.scheme.build(stream, model)
     frames = []
     for frame in source:
         if options.duration is not None and frame.t >= options.duration - 1e-9:
@@ -131,17 +127,18 @@ def build_stream(options: RunOptions) -> StreamSetup:
     gt = GroundTruth(model, source, options.model, use_cache=options.use_cache)
     for frame in frames:  # fill the cache now: scoring during the stream only reads it
         gt.labels(frame)
-    warm_up(build_scheme(options.scheme, config, model), [f.rgb for f in frames[:2]])
+    warm_up(options.scheme.build(stream, model), [f.rgb for f in frames[:2]])
     meta = {
-        "scheme": options.scheme, "video": str(options.video),
+        "scheme": options.scheme.name, "params": _jsonable(options.scheme.get_params()),
+        "video": str(options.video),
         "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),
         "model": options.model, "profile": "emulated (wall clock)", "seed": options.seed,
         "resolution": [w, h], "source_fps": source.fps,
-        "video_s": _video_seconds(frames), "options": _jsonable(asdict(options)),
+        "video_s": _video_seconds(frames), "options": options.to_dict(),
         "gt_cache": {"dir": str(gt.dir), "hits": gt.hits, "misses": gt.misses},
     }
     return StreamSetup(agent=scheme.device, start=scheme.config,
-                       scheme_config=scheme_config_to_json(config), trace=trace, frames=frames,
+                       hello=hello_config(options.scheme, stream), trace=trace, frames=frames,
                        evaluate=gt.score, meta=meta)
 
 

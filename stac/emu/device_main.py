@@ -27,13 +27,13 @@ import numpy as np
 
 from edge.models.registry import ModelError
 from stac import protocol
-from stac.commands.run import _schedule, _size
 from stac.emu.build import _video_seconds, build_stream, set_threads
 from stac.emu.link import Downlink, Entry, StreamClock, Uplink
 from stac.frames import Frame, FrameError
+from stac.options import add_stream_arguments, run_options
 from stac.protocol import Config, ErrorCode
-from stac.schemes import DEFAULT_MODEL, DEFAULT_SCHEME
-from stac.sim.harness import FrameRecord, RunSink, SecondRecord
+from stac.results import FrameRecord, RunSink
+from stac.runbook import RunBook
 from stac.sim.runner import RunOptions
 from stac.traces import Trace, TraceError
 
@@ -84,35 +84,29 @@ class DeviceResult:
 class DeviceClient:
     """One device stream: camera, agent, paced uplink, connection to the edge."""
 
-    def __init__(self, agent, start: Config, scheme: str, scheme_config: dict[str, Any],
+    def __init__(self, agent, start: Config, scheme: str, hello: dict[str, Any],
                  edge: tuple[str, int], trace: Trace, evaluate, sink: RunSink,
                  link: LinkOptions | None = None, device_id: str = "device-0", token: str = "",
                  backoff: tuple[float, float] = (0.1, 2.0)) -> None:
         self.agent = agent
-        self.config = start
-        self.history: list[tuple[float, Config]] = [(0.0, start)]
+        self.book = RunBook(trace, start, sink)
         self.scheme = scheme
-        self.scheme_config = scheme_config
+        self.hello = hello
         self.edge = edge
         self.trace = trace
         self.evaluate = evaluate
-        self.sink = sink
         self.link = link or LinkOptions()
         self.device_id = device_id
         self.token = token
         self.backoff = backoff
-        self.records: dict[int, FrameRecord] = {}
-        self.bits_sent: dict[int, float] = {}
         self.outages: list[Outage] = []
         self.feedbacks = 0
-        self.epoch = 0
         self.refused: str | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._down_since: float | None = None
         self._down_reason = "not connected"
         self._camera_started = False
         self._sessions = 0
-        self._shown: set[int] = set()  # frames whose output has been computed and scored
         self._later: set[asyncio.Task] = set()  # configurations waiting for t_effective
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
@@ -142,7 +136,7 @@ class DeviceClient:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.edge), 5.0)
         try:
             await protocol.write_message(writer, protocol.Hello(
-                device_id=self.device_id, scheme=self.scheme, config=self.scheme_config,
+                device_id=self.device_id, scheme=self.scheme, config=self.hello,
                 token=self.token))
             answer = await protocol.read_message(reader, timeout=5.0, idle_timeout=30.0)
         except BaseException:
@@ -189,8 +183,9 @@ class DeviceClient:
                 continue
             if self._sessions:  # a fresh edge agent: restart the stream under the current
                 # configuration (a new x264 stream starts with an IDR frame, say)
-                self.epoch += 1
-                await self._on_device(lambda: self.agent.on_config(self.config))
+                config = self.book.config
+                self.book.config_started(self.clock.now(), config)
+                await self._on_device(lambda c=config: self.agent.on_config(c))
             self._sessions += 1
             self._mark_up()
             delay = self.backoff[0]
@@ -243,79 +238,42 @@ class DeviceClient:
 
     async def _apply(self, config: Config) -> None:
         """A new configuration starts: discard what is not fully sent (§VII), then adopt it."""
-        self.epoch += 1
+        self.book.config_started(self.clock.now(), config)
         self.uplink.discard()
         await self._on_device(lambda: self.agent.on_config(config))
-        self.config = config
-        self.history.append((self.clock.now(), config))
-
-    def _config_at(self, t: float) -> Config:
-        current = self.history[0][1]
-        for start, config in self.history:
-            if start > t + 1e-9:
-                break
-            current = config
-        return current
 
     # ------------------------------------------------------------------ uplink callbacks
 
     def _on_arrival(self, entry: Entry) -> None:
-        rec = entry.meta
-        if rec is not None:
-            rec.t_arrived = entry.t_arrived
-            self._settle(rec)
+        if entry.meta is not None:
+            self.book.arrived(entry.meta, entry.t_arrived)
 
     def _on_drop(self, entry: Entry) -> None:
-        rec = entry.meta
-        if rec is not None and math.isnan(rec.t_arrived):
-            rec.dropped = True
-            self._settle(rec)
-
-    def _settle(self, rec: FrameRecord) -> None:
-        """The uplink is done with a keyframe: its row is final once the frame was shown."""
-        if rec.frame in self._shown and not rec.done:
-            rec.done = True
-            self.sink.frame(rec)
+        if entry.meta is not None:
+            self.book.dropped(entry.meta)
 
     # ------------------------------------------------------------------ camera, seconds
 
     async def _frame(self, frame: Frame) -> None:
-        rec = FrameRecord(frame=frame.index, t_capture=frame.t, B=self.config.B,
-                          fps=self.config.fps)
-        self.records[frame.index] = rec
-        epoch = self.epoch
+        self.book.captured(frame.index, frame.t)
+        epoch = self.book.epoch
         out = await self._on_device(
             lambda: self.agent.on_frame(frame.index, frame.t, frame.rgb))
         now = self.clock.now()
         if out.keyframe is not None:  # onto the uplink first: scoring is not device time
-            rec.keyframe = True
-            rec.bytes = len(out.keyframe.payload)
-            rec.t_sent = now
-            second = int(math.floor(now + 1e-9))
-            self.bits_sent[second] = self.bits_sent.get(second, 0.0) + 8 * rec.bytes
-            if epoch != self.epoch or self._writer is None:  # stale configuration, or no edge
-                rec.dropped = True
-            else:
-                self.uplink.send(out.keyframe, meta=rec, t=now)
-        rec.pa, rec.miou = await asyncio.get_running_loop().run_in_executor(
+            if self.book.encoded(frame.index, now, len(out.keyframe.payload), epoch):
+                if self._writer is None:  # no edge to send to
+                    self.book.dropped(frame.index)
+                else:
+                    self.uplink.send(out.keyframe, meta=frame.index, t=now)
+        pa, miou = await asyncio.get_running_loop().run_in_executor(
             self._books, self.evaluate, frame, out.segmentation)
-        if out.segmentation is not None and out.result_index is not None:
-            rec.result_age_frames = float(frame.index - out.result_index)
-            source = frame.index if out.propagated else out.result_index
-            rec.delay_s = now - self.records[source].t_capture
-        self._shown.add(frame.index)
-        if out.keyframe is None or rec.dropped or not math.isnan(rec.t_arrived):
-            rec.done = True
-        self.sink.frame(rec)
+        self.book.shown(frame.index, now, out, pa, miou)
 
     async def _camera(self, frames: list[Frame]) -> None:
         for frame in frames:
             await self.clock.sleep_until(frame.t)
             await self._frame(frame)
-
-    def _emit_second(self, second: int, span: float, content: protocol.Content | None) -> None:
-        self.sink.second(SecondRecord.account(second, span, self.bits_sent.get(second, 0.0),
-                                              self.trace, self._config_at(second), content))
 
     async def _seconds(self, video_s: float) -> None:
         """Once per second (STAC §VI): content and uplink account to the edge's tuner."""
@@ -323,16 +281,11 @@ class DeviceClient:
         while second + 1 <= video_s + 1e-9:
             await self.clock.sleep_until(second + 1)
             content = await self._on_device(lambda s=second: self.agent.content(s))
-            self._emit_second(second, 1.0, content)
-            # the estimated bandwidth for the next second is the trace's real one (§VIII-C)
-            bandwidth_next = float(self.trace.bits_between(second + 1, second + 2)) / 1000.0
+            report = self.book.close_second(second, content)
             if content is not None:
                 self._send_now(content)
-            self._send_now(protocol.Report(second=second,
-                                           bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000,
-                                           bandwidth_kbps=bandwidth_next))
+            self._send_now(report)
             second += 1
-        self._seconds_done = second
 
     # ------------------------------------------------------------------ run
 
@@ -365,7 +318,6 @@ class DeviceClient:
         if self._down_since is not None:
             self._down_since = 0.0
         video_s = _video_seconds(frames)
-        self._seconds_done = 0
         tasks = [asyncio.create_task(t) for t in (self.uplink.run(), self.downlink.run())]
         seconds = asyncio.create_task(self._seconds(video_s))
         try:
@@ -375,9 +327,8 @@ class DeviceClient:
             finished.set()
             seconds.cancel()
             await asyncio.gather(seconds, return_exceptions=True)
-            for second in range(self._seconds_done, math.ceil(video_s - 1e-9)):
-                content = await self._on_device(lambda s=second: self.agent.content(s))
-                self._emit_second(second, min(1.0, video_s - second), content)
+            contents = {s: await self._on_device(lambda s=s: self.agent.content(s))
+                        for s in range(self.book.seconds_closed, math.ceil(video_s - 1e-9))}
             if self._down_since is not None:  # still without an edge at the end
                 self.outages.append(Outage(self._down_since, self.clock.now(),
                                            self._down_reason))
@@ -393,18 +344,13 @@ class DeviceClient:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(conn, *tasks, return_exceptions=True)
-            for rec in self.records.values():
-                if not rec.done:  # still queued or in flight when the video ended
-                    rec.done = True
-                    self.sink.frame(rec)
+            totals = self.book.finish(video_s, contents.get)
             self._device.shutdown(wait=True)
             self._books.shutdown(wait=True)
-        recs = [self.records[i] for i in sorted(self.records)]
+        recs = [self.book.records[i] for i in sorted(self.book.records)]
         return DeviceResult(
-            frames=len(recs), keyframes=sum(r.keyframe for r in recs),
-            dropped=sum(r.dropped for r in recs),
-            delivered=sum(not math.isnan(r.t_arrived) for r in recs),
-            feedbacks=self.feedbacks, outages=list(self.outages),
+            frames=totals.frames, keyframes=totals.keyframes, dropped=totals.dropped,
+            delivered=totals.delivered, feedbacks=self.feedbacks, outages=list(self.outages),
             wall_s=time.monotonic() - wall0, released=list(self.uplink.released), records=recs)
 
 
@@ -431,51 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_stream_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by `stac-device stream` and `stac-sim emulate`."""
-    p.add_argument("--trace", required=True, type=Path, help="bandwidth trace CSV")
-    p.add_argument("--video", default="default",
-                   help="video file, image/CamVid folder or 'default' (bikes.mp4)")
-    p.add_argument("--scheme", default=DEFAULT_SCHEME)
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="model (shipped name, checkpoint or 'untrained:NAME'); the device "
-                        "scores against it, the edge must serve the same one")
-    p.add_argument("--size", type=_size, default=None, help="frame size WxH (default: video)")
-    p.add_argument("--source-fps", type=float, default=None, help="camera rate (default: video)")
-    p.add_argument("--fps", type=float, default=10.0, help="starting keyframe rate")
-    p.add_argument("--schedule", type=_schedule, default={},
-                   help="fixed fps changes, e.g. 3:5,6:10 (each starts a new configuration)")
-    p.add_argument("--qp", type=int, default=30, help="x264 QP (h264 scheme)")
-    p.add_argument("--quality", type=int, default=50, help="JPEG quality (jpeg scheme)")
-    p.add_argument("--B", type=float, default=math.nan, help="STAC loss bound B")
-    p.add_argument("--tables", default=None,
-                   help="table file of stac, uniform, grace (default: the model's shipped)")
-    p.add_argument("--level", type=int, default=None,
-                   help="the one table level of schemes uniform and grace "
-                        "(default: the middle level)")
-    p.add_argument("--duration", type=float, default=None, help="stream only this many seconds")
-    p.add_argument("--delay-ms", type=float, default=20.0, help="uplink one-way delay")
-    p.add_argument("--downlink-delay-ms", type=float, default=None,
-                   help="feedback one-way delay (default: --delay-ms)")
-    p.add_argument("--downlink-kbps", type=float, default=None,
-                   help="feedback link rate (default: size adds no time)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the GT cache")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: torch's choice; emulate: 1)")
-
-
-def run_options(args: argparse.Namespace) -> RunOptions:
-    """The simulator's RunOptions for the same command-line arguments."""
-    return RunOptions(
-        trace=str(args.trace), out=str(args.out), video=args.video, scheme=args.scheme,
-        model=args.model, duration=args.duration, fps=args.fps, source_fps=args.source_fps,
-        size=args.size, qp=args.qp, quality=args.quality, B=args.B,
-        tables=getattr(args, "tables", None), level=getattr(args, "level", None), seed=args.seed,
-        delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
-        downlink_kbps=args.downlink_kbps, schedule=args.schedule, use_cache=not args.no_cache)
-
-
 def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
            token: str = "", wait_go: bool = False) -> dict[str, Any]:
     """Run one device stream; writes the simulator's outputs into `options.out` (row by row)
@@ -484,12 +385,12 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
 
     setup = build_stream(options)
     out = Path(options.out)
-    writer = RunWriter(out)
+    writer = RunWriter(out, setup.start.as_dict())
     link = LinkOptions(delay_s=options.delay_ms / 1000.0,
                        downlink_delay_s=None if options.downlink_delay_ms is None
                        else options.downlink_delay_ms / 1000.0,
                        downlink_kbps=options.downlink_kbps)
-    client = DeviceClient(setup.agent, setup.start, options.scheme, setup.scheme_config, edge,
+    client = DeviceClient(setup.agent, setup.start, options.scheme.name, setup.hello, edge,
                           setup.trace, setup.evaluate, writer, link=link, device_id=device_id,
                           token=token)
     async def go() -> None:  # `stac-sim emulate` starts every device's camera at once
@@ -511,7 +412,7 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
                  "uplink_released": _released_stats(result.released, setup.trace,
                                                     link.delay_s)})
     summary = write_summary(out, meta)
-    plot_timeline(out, title=f"{options.scheme} (emulated) on {setup.trace.name}")
+    plot_timeline(out, title=f"{options.scheme.name} (emulated) on {setup.trace.name}")
     return summary
 
 
@@ -545,13 +446,15 @@ def _write_outages(out: Path, outages: list[Outage]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from stac.cli import parse
+
+    args = parse(build_parser(), argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     set_threads(args.threads)
     try:
-        summary = stream(run_options(args), args.edge, args.device_id, args.token,
-                         wait_go=args.wait_go)
+        summary = stream(run_options(args, args.scheme_params), args.edge, args.device_id,
+                         args.token, wait_go=args.wait_go)
     except EdgeRefused as exc:
         print(f"stac-device: {exc}", file=sys.stderr)
         return 3

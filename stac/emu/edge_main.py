@@ -30,7 +30,7 @@ import numpy as np
 from stac import protocol
 from stac.agents import EdgeAgent
 from stac.protocol import ErrorCode, ProtocolError
-from stac.schemes import SchemeError
+from stac.schemes import UnknownSchemeError
 
 log = logging.getLogger("stac.edge")
 
@@ -240,7 +240,7 @@ class EdgeServer:
         try:
             try:
                 agent = await self.worker.call(lambda: self.factory(hello), priority=0)
-            except SchemeError as exc:
+            except UnknownSchemeError as exc:
                 raise ProtocolError(ErrorCode.UNKNOWN_SCHEME, str(exc)) from None
             except (ValueError, TypeError) as exc:
                 raise ProtocolError(ErrorCode.MALFORMED, f"bad HELLO config: {exc}") from None

@@ -10,7 +10,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.latency import DEFAULT_PROFILE, get_profile
 from stac.results import RunWriter, plot_timeline, write_summary
-from stac.schemes import DEFAULT_MODEL, DEFAULT_SCHEME, Scheme, SchemeConfig, build_scheme
+from stac.schemes import (
+    DEFAULT_MODEL,
+    DEFAULT_SCHEME,
+    Scheme,
+    SchemeParams,
+    Stream,
+    make_scheme,
+)
 from stac.sim.harness import LinkConfig, Simulation
 from stac.traces import load_trace
 
@@ -31,22 +38,19 @@ UNTRAINED_PREFIX = "untrained:"
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything that defines one run; same options and seed -> same CSVs."""
+    """Everything that defines one run; same options and seed -> same CSVs.
+
+    `scheme` is a scheme with its parameters (`stac.schemes.make_scheme("stac", {"B": 4})`);
+    everything else describes the stream, the network and the run."""
 
     trace: str
     out: str
     video: str = "default"
-    scheme: str = DEFAULT_SCHEME
+    scheme: SchemeParams = field(default_factory=lambda: make_scheme(DEFAULT_SCHEME))
     model: str = DEFAULT_MODEL  # shipped name, checkpoint path, or "untrained:NAME"
     duration: float | None = None  # seconds of video; None: the whole source
-    fps: float = 10.0  # keyframe rate (STAC's fps)
     source_fps: float | None = None  # subsample the source; None: its own rate
     size: tuple[int, int] | None = None  # (w, h) resize; None: the source's size
-    qp: int = 30
-    quality: int = 50
-    B: float = math.nan  # stac: loss-increment bound
-    tables: str | None = None  # stac/uniform: table file or model name; None: model's shipped
-    level: int | None = None  # uniform: the one table level; None: the middle level
     profile: str = DEFAULT_PROFILE
     seed: int = 0
     delay_ms: float = 20.0
@@ -55,17 +59,29 @@ class RunOptions:
     schedule: Mapping[int, float] = field(default_factory=dict)
     use_cache: bool = True
 
+    def to_dict(self) -> dict[str, Any]:
+        """The options as one flat mapping (the scheme's name and parameters inline), the
+        inverse of `run_options`; JSON-ready."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "scheme"}
+        out = {"scheme": self.scheme.name, **self.scheme.get_params(), **out}
+        return _jsonable(out)
+
 
 def run_options(params: Mapping[str, Any]) -> RunOptions:
     """`RunOptions` from a flat mapping of `stac-sim run` option names (``-`` as ``_``) and
-    scheme parameters, as sweep specs and notebooks write them; unknown keys are an error."""
-    known = {f.name for f in fields(RunOptions)}
-    if unknown := sorted(set(params) - known):
-        raise ValueError(f"unknown run options {unknown}; known: {', '.join(sorted(known))}")
-    kwargs = dict(params)
+    the scheme's parameters, as sweep specs and notebooks write them. A key that is neither
+    a run option nor a parameter of the scheme is a `SchemeError` naming its parameters."""
+    run_keys = {f.name for f in fields(RunOptions)} - {"scheme"}
+    kwargs = {k: v for k, v in params.items() if k in run_keys}
+    scheme = params.get("scheme", DEFAULT_SCHEME)
+    if not isinstance(scheme, SchemeParams):
+        scheme = make_scheme(scheme, {k: v for k, v in params.items()
+                                      if k not in run_keys and k != "scheme"})
     if kwargs.get("size") is not None:
         kwargs["size"] = tuple(kwargs["size"])
-    return RunOptions(**kwargs)
+    if kwargs.get("schedule") is not None:
+        kwargs["schedule"] = {int(k): float(v) for k, v in dict(kwargs["schedule"]).items()}
+    return RunOptions(scheme=scheme, **kwargs)
 
 
 def resolve_model(spec: str) -> StreamingSegmenter:
@@ -84,12 +100,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def scheme_config(options: RunOptions, source: Any) -> SchemeConfig:
-    """The scheme factory's configuration for `options` on an opened frame `source`."""
-    return SchemeConfig(
-        source_fps=source.fps, frame_size=tuple(source.size), fps=options.fps, qp=options.qp,
-        quality=options.quality, B=options.B, schedule=dict(options.schedule),
-        tables=options.tables, level=options.level)
+def stream_of(options: RunOptions, source: Any) -> Stream:
+    """The stream a scheme is built for: `options` on an opened frame `source`."""
+    return Stream(source_fps=source.fps, frame_size=tuple(source.size),
+                  schedule=dict(options.schedule))
 
 
 def run(options: RunOptions, progress: bool = False,
@@ -109,7 +123,7 @@ def run(options: RunOptions, progress: bool = False,
     if model is None:
         model = resolve_model(options.model)
     w, h = source.size
-    scheme = build_scheme(options.scheme, scheme_config(options, source), model)
+    scheme = options.scheme.build(stream_of(options, source), model)
     if prepare is not None:
         prepare(scheme)
     gt = GroundTruth(model, source, options.model, use_cache=options.use_cache)
@@ -119,7 +133,7 @@ def run(options: RunOptions, progress: bool = False,
         else options.downlink_delay_ms / 1000.0,
         downlink_kbps=options.downlink_kbps)
     out = Path(options.out)
-    writer = RunWriter(out)
+    writer = RunWriter(out, scheme.config.as_dict())
     bar = _progress_bar(source, options.duration) if progress else None
     sim = Simulation(scheme, trace, profile, gt.score, writer, link,
                      progress=bar.update if bar is not None else None)
@@ -130,14 +144,15 @@ def run(options: RunOptions, progress: bool = False,
         if bar is not None:
             bar.close()
     meta = {
-        "scheme": options.scheme, "video": str(options.video),
+        "scheme": options.scheme.name, "params": _jsonable(options.scheme.get_params()),
+        "video": str(options.video),
         "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),
         "model": options.model, "profile": options.profile, "seed": options.seed,
         "resolution": [w, h], "source_fps": source.fps, "video_s": result.video_s,
-        "sim_time_s": result.sim_time_s, "options": _jsonable(asdict(options)),
+        "sim_time_s": result.sim_time_s, "options": options.to_dict(),
         "gt_cache": {"dir": str(gt.dir), "hits": gt.hits, "misses": gt.misses},
     }
-    plot_timeline(out, title=f"{options.scheme} on {meta['video_name']} / {trace.name}")
+    plot_timeline(out, title=f"{options.scheme.name} on {meta['video_name']} / {trace.name}")
     meta["wall_s"] = time.perf_counter() - t0
     return write_summary(out, meta)
 

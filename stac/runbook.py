@@ -1,0 +1,163 @@
+"""The run book: per-frame and per-second bookkeeping of one stream, sans-IO.
+
+Both drivers (`stac.sim` in simulated time, `stac.emu` in wall-clock time) feed it the same
+timestamped events: a frame captured, its output shown, a keyframe encoded, delivered or
+dropped, a configuration started (discarding what was not fully sent, STAC §VII), a second
+ended. It keeps the frame records, the configuration history, the bits put on the uplink
+per second and the bandwidth estimate, and hands finished rows to a `RunSink`, so both
+drivers emit the same result schema by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stac.agents import DeviceOutput
+from stac.protocol import Config, Content, Report
+from stac.results import FrameRecord, RunSink, SecondRecord
+from stac.traces import Trace
+
+
+class OracleBandwidth:
+    """The bandwidth of the next second, read from the trace: the paper's setting (§VIII-C,
+    the tuner is given the real bandwidth); the default estimator."""
+
+    name = "oracle"
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+
+    def estimate(self, second: int) -> float:
+        """kbps over [second + 1, second + 2)."""
+        return float(self.trace.bits_between(second + 1, second + 2)) / 1000.0
+
+
+@dataclass
+class Totals:
+    """Counts at the end of a stream."""
+
+    frames: int
+    keyframes: int
+    dropped: int
+    delivered: int
+
+
+class RunBook:
+    """Bookkeeping of one stream: feed it events with their times (stream seconds)."""
+
+    def __init__(self, trace: Trace, start: Config, sink: RunSink | None = None,
+                 estimator: OracleBandwidth | None = None) -> None:
+        self.trace = trace
+        self.sink = sink or RunSink()
+        self.estimator = estimator or OracleBandwidth(trace)
+        self.config = start
+        self.history: list[tuple[float, Config]] = [(0.0, start)]  # (start, config)
+        self.epoch = 0  # configurations started so far; keyframes of older ones are stale
+        self.records: dict[int, FrameRecord] = {}
+        self.bits_sent: dict[int, float] = {}  # second -> bits handed to the uplink
+        self.seconds_closed = 0
+        self._shown: set[int] = set()
+
+    # ------------------------------------------------------------------ frames
+
+    def captured(self, index: int, t: float) -> FrameRecord:
+        """Frame `index` was captured at `t`, under the configuration then in force."""
+        rec = FrameRecord(frame=index, t_capture=t, knobs=self.config.as_dict())
+        self.records[index] = rec
+        return rec
+
+    def shown(self, index: int, t: float, out: DeviceOutput, pa: float, miou: float) -> None:
+        """The device's output for frame `index` was available at `t`, scored (pa, miou).
+
+        Delay counts from this frame's capture when the result was propagated to it, else
+        from the capture of the keyframe whose result is shown (STAC §VIII-C)."""
+        rec = self.records[index]
+        rec.pa, rec.miou = pa, miou
+        if out.segmentation is not None and out.result_index is not None:
+            rec.result_age_frames = float(index - out.result_index)
+            source = index if out.propagated else out.result_index
+            rec.delay_s = t - self.records[source].t_capture
+        self._shown.add(index)
+        self._settle(rec)
+
+    def encoded(self, index: int, t: float, nbytes: int, epoch: int) -> bool:
+        """Frame `index`'s keyframe (`nbytes`) was ready for the uplink at `t`, encoded
+        under configuration `epoch`; False (and the frame dropped) if that has ended (§VII)."""
+        rec = self.records[index]
+        rec.keyframe = True
+        rec.bytes = nbytes
+        rec.t_sent = t
+        second = int(math.floor(t + 1e-9))
+        self.bits_sent[second] = self.bits_sent.get(second, 0.0) + 8 * nbytes
+        if epoch != self.epoch:
+            self.dropped(index)
+            return False
+        return True
+
+    def arrived(self, index: int, t: float) -> None:
+        """The last bit of frame `index`'s keyframe reached the edge at `t`."""
+        rec = self.records[index]
+        rec.t_arrived = t
+        self._settle(rec)
+
+    def dropped(self, index: int) -> None:
+        """Frame `index`'s keyframe will never arrive (discarded, or no connection)."""
+        rec = self.records[index]
+        if math.isnan(rec.t_arrived):
+            rec.dropped = True
+            self._settle(rec)
+
+    def _settle(self, rec: FrameRecord) -> None:
+        """A row is final once its output was shown and the uplink is done with it."""
+        if rec.done or rec.frame not in self._shown:
+            return
+        if rec.keyframe and not rec.dropped and math.isnan(rec.t_arrived):
+            self.sink.frame(rec)  # shown; the uplink still has it
+            return
+        rec.done = True
+        self.sink.frame(rec)
+
+    # ------------------------------------------------------------------ configuration
+
+    def config_started(self, t: float, config: Config) -> None:
+        """A new configuration starts at `t`; the driver discards what is not fully sent."""
+        self.epoch += 1
+        self.config = config
+        self.history.append((t, config))
+
+    def config_at(self, t: float) -> Config:
+        """The configuration in effect at time `t`."""
+        current = self.history[0][1]
+        for start, config in self.history:
+            if start > t + 1e-9:
+                break
+            current = config
+        return current
+
+    # ------------------------------------------------------------------ seconds
+
+    def close_second(self, second: int, content: Content | None, span: float = 1.0) -> Report:
+        """Second `second` ended: its row goes to the sink; returns the per-second report
+        for the edge's configuration step (bits sent, estimated bandwidth of the next)."""
+        self.sink.second(SecondRecord.account(
+            second, span, self.bits_sent.get(second, 0.0), self.trace,
+            self.config_at(second), content))
+        self.seconds_closed = second + 1
+        return Report(second=second, bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000.0,
+                      bandwidth_kbps=self.estimator.estimate(second))
+
+    def finish(self, video_s: float, content: Callable[[int], Content | None]) -> Totals:
+        """The stream ended after `video_s` seconds of video: close the seconds still open
+        (the last one partial), finalise every row, and count."""
+        for second in range(self.seconds_closed, math.ceil(video_s - 1e-9)):
+            self.close_second(second, content(second), span=min(1.0, video_s - second))
+        recs = [self.records[i] for i in sorted(self.records)]
+        for rec in recs:
+            if not rec.done:  # still queued or in flight when the video ended
+                rec.done = True
+                self.sink.frame(rec)
+        return Totals(frames=len(recs), keyframes=sum(r.keyframe for r in recs),
+                      dropped=sum(r.dropped for r in recs),
+                      delivered=sum(not math.isnan(r.t_arrived) for r in recs))
