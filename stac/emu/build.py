@@ -18,13 +18,13 @@ from stac.frames import Frame, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
 from stac.schemes import DEFAULT_MODEL, Scheme, SchemeError, SchemeParams, Stream, make_scheme
-from stac.sim.runner import RunOptions, _jsonable, resolve_model, seed_everything, stream_of
+from stac.sim.runner import RunOptions, resolve_model, seed_everything, stream_of
 from stac.traces import Trace, load_trace
 
 
 def hello_config(scheme: SchemeParams, stream: Stream) -> dict[str, Any]:
     """What the HELLO message carries: the scheme's parameters and the stream (JSON)."""
-    return {"params": _jsonable(scheme.get_params()),
+    return {"params": scheme.get_params(),
             "stream": {"source_fps": stream.source_fps, "frame_size": list(stream.frame_size),
                        "schedule": {str(k): v for k, v in stream.schedule.items()}}}
 
@@ -129,7 +129,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
         gt.labels(frame)
     warm_up(options.scheme.build(stream, model), [f.rgb for f in frames[:2]])
     meta = {
-        "scheme": options.scheme.name, "params": _jsonable(options.scheme.get_params()),
+        "scheme": options.scheme.name, "params": options.scheme.get_params(),
         "video": str(options.video),
         "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),
         "model": options.model, "profile": "emulated (wall clock)", "seed": options.seed,

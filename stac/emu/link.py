@@ -21,6 +21,7 @@ from typing import Any
 
 from stac import protocol
 from stac.traces import Trace
+from stac.uplink import UplinkSchedule
 
 PART_BYTES = 1400  # payload bytes per part: about one Ethernet MTU
 
@@ -68,7 +69,7 @@ class Uplink:
                  part_bytes: int = PART_BYTES) -> None:
         if not (math.isfinite(delay_s) and delay_s >= 0):
             raise ValueError(f"uplink delay must be a finite non-negative time, got {delay_s}")
-        self.trace = trace
+        self.schedule = UplinkSchedule(trace)
         self.delay_s = float(delay_s)
         self.clock = clock
         self.write = write
@@ -77,7 +78,6 @@ class Uplink:
         self.part_bytes = part_bytes
         self.queue: deque[Entry] = deque()
         self.current: Entry | None = None
-        self.link_free = 0.0  # stream time at which the link is next idle
         # (stream time written, bytes, stream time it was due): achieved rate and lateness
         self.released: list[tuple[float, int, float]] = []
         self._serial = 0
@@ -134,28 +134,29 @@ class Uplink:
         finally:
             pipe.cancel()
 
-    async def _transmit(self, frame: bytes, start: float) -> float | None:
-        """Serialise one part from `start`; its finish time, or None if interrupted."""
-        done = self.trace.time_to_send(start, 8 * len(frame))
-        if math.isinf(done):
-            await self._interrupt.wait()
-            return None
+    async def _transmit(self, frame: bytes, ready: float) -> float | None:
+        """Serialise one part once the link is free after `ready`; its finish time, or None
+        if interrupted (the link is then free from now)."""
+        start, done = self.schedule.transmit(ready, len(frame))
         try:
-            await asyncio.wait_for(self._interrupt.wait(), max(0.0, done - self.clock.now()))
-            return None
+            if math.isinf(done):
+                await self._interrupt.wait()
+            else:
+                await asyncio.wait_for(self._interrupt.wait(),
+                                       max(0.0, done - self.clock.now()))
         except asyncio.TimeoutError:
             return done
+        self.schedule.abort(max(start, self.clock.now()))
+        return None
 
     async def _run_serialiser(self) -> None:
         while True:
             if self._aborts:
                 serial = self._aborts.popleft()
                 frame = protocol.encode(protocol.Part(serial=serial, data=b"", abort=True))
-                start = max(self.clock.now(), self.link_free)
                 self._interrupt.clear()
-                done = self.trace.time_to_send(start, 8 * len(frame))
+                _, done = self.schedule.transmit(self.clock.now(), len(frame))
                 await self.clock.sleep_until(done)
-                self.link_free = done
                 self._pipe.put_nowait((done + self.delay_s, frame, None))
                 continue
             if not self.queue:
@@ -165,16 +166,15 @@ class Uplink:
             entry = self.queue.popleft()
             self.current = entry
             self._interrupt.clear()
-            t = max(entry.t_enqueued, self.link_free)
-            entry.t_start = t
+            t = entry.t_enqueued
+            entry.t_start = max(t, self.schedule.free_at)
             parts = protocol.split(entry.msg, entry.serial, self.part_bytes)
             for part in parts:
                 frame = protocol.encode(part)
                 done = await self._transmit(frame, t)
                 if done is None:  # discarded: the link is free from now on
-                    self.link_free = max(t, self.clock.now())
                     break
-                t = self.link_free = done
+                t = done
                 entry.parts_out += 1
                 entry.wire_bytes += len(frame)
                 self._pipe.put_nowait((done + self.delay_s, frame, entry if part.last else None))

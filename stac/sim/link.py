@@ -1,8 +1,7 @@
 """The simulated network: an uplink that replays a bandwidth trace and a delay-only downlink.
 
-Uplink (STAC §VII): a FIFO served at the trace's bandwidth; a packet's transmission ends
-at `trace.time_to_send(start, bits)` (exact integral across rate changes and
-zero-bandwidth gaps), then it arrives after a constant one-way propagation delay.
+Uplink (STAC §VII): a FIFO served at the trace's bandwidth (`stac.uplink.UplinkSchedule`,
+shared with the emulator), then a constant one-way propagation delay.
 `discard()` drops every packet not yet fully sent (the one in transmission and the queued
 ones): the harness calls it when a new configuration starts (§VII).
 Downlink: feedback arrives after a constant delay, plus size / rate if a rate is given.
@@ -19,6 +18,7 @@ from typing import Any
 import simpy
 
 from stac.traces import Trace
+from stac.uplink import UplinkSchedule
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Uplink:
         if not (math.isfinite(delay_s) and delay_s >= 0):
             raise ValueError(f"uplink delay must be a finite non-negative time, got {delay_s}")
         self.env = env
-        self.trace = trace
+        self.schedule = UplinkSchedule(trace)
         self.delay_s = float(delay_s)
         self.on_arrival = on_arrival
         self.on_drop = on_drop
@@ -86,14 +86,14 @@ class Uplink:
                 continue
             packet = self.queue.popleft()
             self.current = packet
-            packet.t_start = self.env.now
-            done = self.trace.time_to_send(self.env.now, 8 * packet.nbytes)
+            packet.t_start, done = self.schedule.transmit(self.env.now, packet.nbytes)
             try:
                 if math.isinf(done):  # an all-zero trace never delivers
                     yield self.env.event()
                 else:
                     yield self.env.timeout(done - self.env.now)
             except simpy.Interrupt:
+                self.schedule.abort(self.env.now)
                 continue  # `discard` already marked and reported the packet
             self.current = None
             packet.t_sent = self.env.now

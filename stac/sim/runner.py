@@ -144,7 +144,7 @@ def run(options: RunOptions, progress: bool = False,
         if bar is not None:
             bar.close()
     meta = {
-        "scheme": options.scheme.name, "params": _jsonable(options.scheme.get_params()),
+        "scheme": options.scheme.name, "params": options.scheme.get_params(),
         "video": str(options.video),
         "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),
         "model": options.model, "profile": options.profile, "seed": options.seed,
