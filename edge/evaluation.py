@@ -44,6 +44,9 @@ def train_command(cfg: dict[str, Any]) -> str:
              f"--epochs {cfg['epochs']} --resolution {res} --crop {crop}",
              f"--batch-size {cfg['batch_size']} --optimizer {cfg['optimizer']} --lr {cfg['lr']}",
              f"--seed {cfg['seed']}"]
+    if "scale" in cfg:
+        parts.append(f"--scale {','.join(map(str, cfg['scale']))} "
+                     f"--weight-decay {cfg['weight_decay']}")
     if cfg.get("model_config"):
         parts.append("--model-config " + " ".join(
             shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}")

@@ -8,7 +8,9 @@ and the loss steps the model through the clip with its state carried.
 
 A run directory holds `train_state.pt` (model, optimiser, epoch, RNG states: `--resume`
 continues exactly), `history.jsonl` (one line per epoch, appended as it goes) and
-`model.pt`, a project checkpoint of the latest epoch that `load_model(path)` reads.
+`model.pt`, a project checkpoint of the latest epoch that `load_model(path)` reads; with
+`save_best`, also `best.pt`, the checkpoint of the epoch with the highest val mIoU so far
+(model selection by val).
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ class TrainConfig:
     videos: tuple[str, ...] = ()
     pseudo_labeler: str | None = None
     video_fraction: float = 0.5
+    save_best: bool = False
 
     def __post_init__(self) -> None:
         self.resolution = tuple(self.resolution)
@@ -201,6 +204,10 @@ class TrainConfig:
             raise ValueError("videos need a pseudo_labeler and clip_length >= 2")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {self.scale}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if any(c > r for c, r in zip(self.crop, self.resolution, strict=True)):
@@ -325,7 +332,7 @@ def train(cfg: TrainConfig, resume: bool = False, batches: BatchSource | None = 
     optimizer = make_optimizer(model, cfg)
     total_iters = cfg.epochs * batches_per_epoch
     warmup = int(cfg.warmup_epochs * batches_per_epoch)
-    start_epoch, wall = 0, 0.0
+    start_epoch, wall, best = 0, 0.0, -1.0
     if resume and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=False)
         changed = sorted(k for k, v in asdict(cfg).items() if st["config"].get(k) != v)
@@ -334,6 +341,7 @@ def train(cfg: TrainConfig, resume: bool = False, batches: BatchSource | None = 
         model.load_state_dict(st["model"])
         optimizer.load_state_dict(st["optimizer"])
         start_epoch, wall = st["epoch"], st["wall_s"]
+        best = st.get("best_val_miou", -1.0)
         rng.bit_generator.state = st["numpy_rng"]
         torch.set_rng_state(st["torch_rng"])
         log(f"resumed from {state_path} after epoch {start_epoch}")
@@ -362,22 +370,28 @@ def train(cfg: TrainConfig, resume: bool = False, batches: BatchSource | None = 
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
         val = evaluate_model(model, val_set)
         wall += time.perf_counter() - t0
+        improved = val["miou"] > best
+        best = max(best, val["miou"])
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                   "val_miou": val["miou"], "val_pixel_accuracy": val["pixel_accuracy"],
                   "val_per_class_iou": val["per_class_iou"], "lr": lr, "wall_s": wall}
-        with history_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        _atomic_save({"config": asdict(cfg), "model": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "wall_s": wall,
-                      "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
-                     state_path)
         card = {"resolution": list(cfg.resolution), "epochs": epoch + 1, "seed": cfg.seed,
                 "wall_time_s": round(wall, 1), "val_miou": val["miou"],
                 "val_pixel_accuracy": val["pixel_accuracy"], "data": "CamVid train (367)",
                 "train_config": asdict(cfg)}
         save_checkpoint(model, cfg.name, cfg.model_config, out / "model.pt.tmp", card)
         (out / "model.pt.tmp").replace(out / "model.pt")
+        if cfg.save_best and improved:     # written before the state that records it as best
+            save_checkpoint(model, cfg.name, cfg.model_config, out / "best.pt.tmp", card)
+            (out / "best.pt.tmp").replace(out / "best.pt")
+        with history_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        _atomic_save({"config": asdict(cfg), "model": model.state_dict(),
+                      "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "wall_s": wall,
+                      "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                      "best_val_miou": best},
+                     state_path)
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}  "
             f"val mIoU {100 * val['miou']:.2f}  PA {100 * val['pixel_accuracy']:.2f}  "
-            f"({wall / 60:.1f} min)")
+            f"({wall / 60:.1f} min){'  best' if improved else ''}")
     return record

@@ -171,6 +171,36 @@ def test_training_resumes_exactly_and_writes_a_loadable_checkpoint(tiny_camvid, 
     assert model.card["val_miou"] == pytest.approx(rec["val_miou"])
 
 
+def test_save_best_keeps_the_best_val_epoch_across_resumes(tiny_camvid, tmp_path):
+    """`save_best` keeps best.pt at the epoch of the highest val mIoU so far, also across
+    resumes (the best score so far travels in train_state.pt)."""
+    out = tmp_path / "best"
+    cfg = tiny_config(tiny_camvid, out, epochs=3, save_best=True, lr=0.02)
+    for epoch in (1, 2, 3):                                  # cut after every epoch
+        train(cfg, resume=epoch > 1, progress=False, log=lambda m: None, until_epoch=epoch)
+        lines = (out / "history.jsonl").read_text().splitlines()
+        scores = [json.loads(x)["val_miou"] for x in lines]
+        assert len(scores) == epoch
+        best = load_model(out / "best.pt")
+        assert best.card["epochs"] == 1 + int(np.argmax(scores))   # first epoch at the max
+        assert best.card["val_miou"] == max(scores)
+        assert torch.load(out / "train_state.pt", weights_only=False)["best_val_miou"] == \
+            max(scores)
+    # this seed's val mIoU falls at epoch 2, so best.pt must have stayed at epoch 1 then
+    # (checked above); a run without the flag writes no best.pt
+    assert scores[1] < scores[0]
+    train(tiny_config(tiny_camvid, tmp_path / "plain", epochs=1), progress=False,
+          log=lambda m: None)
+    assert not (tmp_path / "plain" / "best.pt").exists()
+
+
+def test_scale_and_weight_decay_are_checked():
+    with pytest.raises(ValueError, match="scale"):
+        TrainConfig(name="drn_d_22", data="d", out="o", scale=(1.5, 0.5))
+    with pytest.raises(ValueError, match="weight_decay"):
+        TrainConfig(name="drn_d_22", data="d", out="o", weight_decay=-1.0)
+
+
 def test_temporal_training_steps_through_clips(tiny_camvid, tmp_path):
     labeler = tmp_path / "labeler.pt"
     save_checkpoint(build_model("drn_d_22", width=0.125), "drn_d_22", {"width": 0.125}, labeler)
@@ -220,6 +250,7 @@ def test_card_command_parses_back_to_the_same_configuration():
     """The command a model card shows is a valid shell line that reproduces the run's
     settings, model configs with lists and strings included."""
     cfg = TrainConfig(name="streamdeq", data="../shared/data/camvid", out="runs/x", epochs=3,
+                      scale=(0.5, 2.0), weight_decay=0.01,
                       model_config={"channels": [12, 24, 48], "train_iterations": 4,
                                     "stage": "basic"})
     argv = shlex.split(train_command(asdict(cfg)))
@@ -227,3 +258,6 @@ def test_card_command_parses_back_to_the_same_configuration():
     args = build_parser().parse_args(argv[1:])
     assert dict(args.model_config) == cfg.model_config
     assert (args.epochs, args.lr, args.seed, tuple(args.resolution)) == (3, cfg.lr, 0, (360, 480))
+    assert (tuple(args.scale), args.weight_decay) == ((0.5, 2.0), 0.01)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv[1:] + ["--scale", "2,1"])

@@ -23,6 +23,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _BUILDERS: dict[str, str] = {
     "drn_d_22": "edge.models.drn:drn_d_22",
     "bisenet": "edge.models.bisenet:bisenet",
+    "dabnet": "edge.models.dabnet:dabnet",
     "streamdeq": "edge.models.streamdeq:streamdeq",
     "adaptive_propagation": "edge.models.adaptive_propagation:adaptive_propagation",
     "streamformer": "edge.models.streamformer:streamformer",

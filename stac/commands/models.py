@@ -19,6 +19,17 @@ def _resolution(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _scale(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH such as 0.5,2.0, got {text!r}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"scale needs 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -46,15 +57,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="HxW the data is resized to and validated at (default 360x480)")
     p.add_argument("--crop", type=_resolution, default=(240, 320),
                    help="HxW of the random training crops (default 240x320)")
+    p.add_argument("--scale", type=_scale, default=(0.7, 1.4),
+                   help="LOW,HIGH range of the random rescaling before cropping (default 0.7,1.4)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="weight decay of conv/linear weights (AdamW: decoupled; default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-config", type=_key_value, nargs="*", default=[], metavar="KEY=VALUE",
                    help="builder arguments, e.g. width=0.25")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (1 is fastest on a CPU shared with other jobs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    p.add_argument("--save-best", action="store_true",
+                   help="also keep OUT/best.pt, the epoch with the highest val mIoU so far")
     p.add_argument("--val-limit", type=int, default=None,
                    help="validate each epoch on the first N val images only (CPU time)")
     p.add_argument("--clip-length", type=int, default=1,
@@ -123,11 +140,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(name=args.name, data=str(args.data), out=str(args.out),
                       epochs=args.epochs, resolution=args.resolution, crop=args.crop,
-                      batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      seed=args.seed, model_config=dict(args.model_config),
+                      scale=args.scale, batch_size=args.batch_size, optimizer=args.optimizer,
+                      lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                      model_config=dict(args.model_config),
                       val_limit=args.val_limit, clip_length=args.clip_length,
                       videos=tuple(args.videos), pseudo_labeler=args.pseudo_labeler,
-                      video_fraction=args.video_fraction)
+                      video_fraction=args.video_fraction, save_best=args.save_best)
     record = train(cfg, resume=args.resume, log=lambda m: print(m, flush=True))
     print(json.dumps({k: v for k, v in record.items() if k != "val_per_class_iou"}))
     print(f"checkpoint: {Path(args.out) / 'model.pt'}")
