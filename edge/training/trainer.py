@@ -3,7 +3,7 @@
 Per-frame models train on augmented stills (random scale, crop, flip, colour jitter) with
 class-weighted cross-entropy (void = IGNORE_INDEX is ignored) and a poly learning rate;
 validation runs after every epoch (mIoU, pixel accuracy, per-class IoU). Temporal models
-train on short clips (`edge.clips`) through the same loop: a clip batch is (N, T, 3, H, W)
+train on short clips (`edge.training.clips`) through the same loop: a clip batch is (N, T, 3, H, W)
 and the loss steps the model through the clip with its state carried.
 
 A run directory holds `train_state.pt` (model, optimiser, epoch, RNG states: `--resume`
@@ -185,7 +185,7 @@ class TrainConfig:
     seed: int = 0
     model_config: dict[str, Any] = field(default_factory=dict)
     val_limit: int | None = None
-    # temporal models: clips of `clip_length` frames (edge.clips); `videos` ("default" is
+    # temporal models: clips of `clip_length` frames (edge.training.clips); `videos` ("default" is
     # bikes.mp4) are pseudo-labelled by the `pseudo_labeler` checkpoint (name or path)
     clip_length: int = 1
     videos: tuple[str, ...] = ()
@@ -267,8 +267,8 @@ BatchSource = Callable[[np.random.Generator], Iterator[tuple[torch.Tensor, torch
 def _clip_source(cfg: TrainConfig, stills: SegmentationSet, augment: Augment, out: Path,
                  log: Callable[[str], None]) -> BatchSource:
     """Clip batches from moving-camera stills and pseudo-labelled videos (cached in `out`)."""
-    from edge.clips import LabelledVideo, clip_batches, pseudo_label_video
     from edge.models.registry import load_model
+    from edge.training.clips import LabelledVideo, clip_batches, pseudo_label_video
 
     videos = []
     for i, spec in enumerate(cfg.videos):
