@@ -15,17 +15,9 @@ import torch
 from edge.models.base import IGNORE_INDEX, NUM_CLASSES
 from edge.models.registry import build_model, load_model, save_checkpoint
 from edge.training.clips import Motion, clip_batches, pseudo_label_video, still_clip
+from edge.training.data import Augment, class_weights, load_camvid, still_batches
 from edge.training.evaluation import train_command
-from edge.training.trainer import (
-    Augment,
-    FrameError,
-    TrainConfig,
-    class_weights,
-    load_camvid,
-    poly_lr,
-    still_batches,
-    train,
-)
+from edge.training.trainer import FrameError, TrainConfig, poly_lr, train
 from stac.cli import build_parser
 from stac.cli import main as cli_main
 
