@@ -19,6 +19,7 @@ from edge.gradients import dct_gradients
 from edge.models.base import ModelError, segment
 from edge.models.external import ExternalSegmenter, is_torchscript
 from edge.models.registry import build_model, resolve_model, save_checkpoint
+from edge.tables import TableFileError, tables_for
 from stac.cli import main as stac_sim
 from stac.codec.labels import decode_labels
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
@@ -118,6 +119,11 @@ def test_more_classes_than_camvid_in_ground_truth_and_gradients(frames, tmp_path
         logits, _ = model.step(rgb, None)
     assert grads.loss == pytest.approx(float(F.cross_entropy(logits, logits.argmax(1))),
                                        rel=1e-5)
+
+
+def test_external_model_has_no_shipped_tables():
+    with pytest.raises(TableFileError, match=r"ExternalSegmenter.*tables build --model SPEC"):
+        tables_for(resolve_model(FIVE))
 
 
 def test_ground_truth_cache_tells_external_models_apart(tmp_path, torchscript):
