@@ -75,10 +75,19 @@ def coefficient_gradients(model: StreamingSegmenter, coeffs: Sequence[np.ndarray
         state = model.initial_state()
     logits, next_state = model.step(rgb, state)
     predicted = logits.detach().argmax(dim=1)
-    target = predicted if labels is None else torch.as_tensor(
-        np.asarray(labels, np.int64), device=logits.device).unsqueeze(0)
-    loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    grads = torch.autograd.grad(loss, coef)
-    y, cb, cr = (g.detach().cpu().numpy() for g in grads)
+    if not logits.requires_grad:
+        raise ValueError(f"{type(model).__name__}: its logits carry no gradient; STAC's "
+                         "gradients (§IV) need a model differentiable w.r.t. its input frame")
+    if labels is None:  # Q_F: the model's own argmax, any number of classes, nothing void
+        loss = F.cross_entropy(logits, predicted)
+    else:  # Q_T: true CamVid labels, void ignored
+        target = torch.as_tensor(np.asarray(labels, np.int64), device=logits.device)
+        loss = F.cross_entropy(logits, target.unsqueeze(0), ignore_index=IGNORE_INDEX)
+    grads = torch.autograd.grad(loss, coef, allow_unused=True)
+    if all(g is None for g in grads):
+        raise ValueError(f"{type(model).__name__}: its logits do not depend differentiably on "
+                         "the input frame; STAC's gradients (§IV) need a differentiable model")
+    y, cb, cr = (np.zeros(c.shape, np.float32) if g is None else g.detach().cpu().numpy()
+                 for g, c in zip(grads, coef, strict=True))
     seg = predicted[0].cpu().numpy().astype(np.uint8)
     return DCTGradients(y=y, cb=cb, cr=cr, labels=seg, loss=float(loss.detach())), next_state

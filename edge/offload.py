@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
-from edge.models.base import StreamingSegmenter
+from edge.models.base import StreamingSegmenter, segment
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
 from stac.codec.labels import encode_labels
@@ -30,16 +29,6 @@ H264 = "h264"
 JPEG = "jpeg"
 OWN = "stac"  # the project's codec (stac.codec), with a table set
 _SPS = 7  # H.264 NAL unit type of a sequence parameter set
-
-
-def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
-            ) -> tuple[np.ndarray, Any]:
-    """One streaming step of `model` on an RGB uint8 frame -> ((H, W) uint8 labels, state)."""
-    rgb = np.require(rgb, np.uint8, ["C", "W"])  # torch wants a writable array; copies if not
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
-    with torch.inference_mode():
-        logits, state = model.step(x, state)
-    return logits.argmax(1)[0].to(torch.uint8).numpy(), state
 
 
 def nal_types(payload: bytes) -> list[int]:

@@ -184,6 +184,6 @@ def tables_for(model: StreamingSegmenter, path: str | Path | None = None) -> Gra
     if name is None or not shipped.exists():
         raise TableFileError(
             f"no STAC tables shipped for model {name or type(model).__name__!r} ({shipped}); "
-            "build them with `stac-sim tables build --model NAME --data DIR -o FILE` "
-            "and pass the file")
+            "build them with `stac-sim tables build --model SPEC --data DIR -o FILE` "
+            "(SPEC as given to --model) and pass the file with --tables")
     return load_tables(shipped)

@@ -26,8 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edge.models.registry import resolve_model  # noqa: E402
 from stac.schemes import DEFAULT_MODEL  # noqa: E402
-from stac.sim.runner import resolve_model, run, run_options  # noqa: E402
+from stac.sim.runner import run, run_options  # noqa: E402
 
 
 def main() -> None:

@@ -43,13 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.models.registry import resolve_model
 from stac.agents import EdgeAgent, EdgeOutput
 from stac.codec.labels import decode_labels
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.metrics import bd_rate, rd_front
 from stac.schemes import DEFAULT_MODEL, Scheme
-from stac.sim.runner import resolve_model, run, run_options
+from stac.sim.runner import run, run_options
 from stac.traces import Trace, save_trace
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edge.gradients import dct_gradients
+from edge.models.registry import resolve_model
 from edge.selection import block_regions, select_levels
 from edge.tables import tables_for
 from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise, region_grid_shape, size_model
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 from stac.frames import open_source
-from stac.sim.runner import resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -41,11 +41,11 @@ from scipy import stats
 from tqdm import tqdm
 
 from edge.models.base import IGNORE_INDEX
+from edge.models.registry import resolve_model
 from edge.tables import tables_for
 from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 from stac.frames import open_camvid
-from stac.sim.runner import resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 GRADIENTS = ("g_T1", "g_T2", "g_F2")

@@ -32,11 +32,11 @@ from tqdm import tqdm
 from device.flow import DISFlow, FlowCache, FlowConfig, to_grey
 from device.propagation import propagate_levels
 from edge.gradients import dct_gradients
+from edge.models.registry import resolve_model
 from edge.selection import select_levels
 from edge.tables import tables_for
 from stac.codec.quant import luma_blocks, region_grid_shape
 from stac.frames import open_source
-from stac.sim.runner import resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"

@@ -40,12 +40,12 @@ import numpy as np
 import torch
 
 from device.stac_agent import CUT_THRESHOLD, StacDevice
+from edge.models.registry import resolve_model
 from stac.codec.labels import decode_labels
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.metrics import bd_rate, rd_front
 from stac.schemes import DEFAULT_MODEL, Stream, make_scheme
-from stac.sim.runner import resolve_model
 
 VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 CLIPS = {"bikes": ("default", None),

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from edge.models.registry import ModelError, build_model, load_model
-from edge.training import to_tensor
+from edge.training.data import to_tensor
 from stac.frames import open_video
 from stac.metrics import mean_iou, pixel_accuracy
 
@@ -186,10 +186,10 @@ def _summary(times: list[float], kinds: list[str]) -> dict[str, Any]:
 @torch.no_grad()
 def propagation_val(data: Path, gaps: int, limit: int | None, seed: int) -> dict[str, Any]:
     """mIoU on CamVid val of the full network vs propagation from a key frame `gap` frames
-    back, on clips made from each val still by a smooth random camera motion (`edge.clips`):
+    back, on clips made from each val still by a smooth random camera motion (edge.training.clips):
     frame 0 is the key frame; each later frame is scored against its warped true label."""
-    from edge.clips import Motion, still_clip
-    from edge.training import Augment, load_camvid
+    from edge.training.clips import Motion, still_clip
+    from edge.training.data import Augment, load_camvid
     from stac.metrics import ConfusionMatrix
 
     model, trained = _model("adaptive_propagation", seed)

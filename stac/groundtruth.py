@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.models.base import StreamingSegmenter
-from edge.offload import segment
+from edge.models.base import StreamingSegmenter, segment
 from stac.codec.labels import decode_labels, encode_labels
 from stac.frames import Frame
 from stac.metrics import mean_iou, pixel_accuracy
@@ -53,12 +53,26 @@ def source_fingerprint(source: Any) -> str:
 
 
 def model_fingerprint(model: StreamingSegmenter) -> str:
-    """Hash of a model's class and weights (parameters and buffers, in name order)."""
+    """Hash of a model's class, origin and weights (parameters and buffers, in name order).
+
+    A wrapped external model (`edge.models.external`) adds its `identity` (its spec and a
+    hash of its file), so two user models with equal weights never share labels.
+    """
     h = hashlib.sha1(type(model).__name__.encode())
+    identity = getattr(model, "identity", None)
+    if identity:
+        h.update(identity.encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _cache_name(model_name: str) -> str:
+    """A readable folder name for a model spec: a file's stem, else the spec with characters
+    other than letters, digits, `_`, `.`, `-` replaced (`pkg.mod:fn` -> `pkg.mod_fn`)."""
+    path = Path(model_name)
+    return path.stem if path.is_file() else re.sub(r"[^\w.-]", "_", model_name)
 
 
 class GroundTruth:
@@ -69,7 +83,7 @@ class GroundTruth:
         self.model = model
         w, h = source.size
         key = (f"{getattr(source, 'name', 'video')}-{source_fingerprint(source)}",
-               f"{Path(model_name).stem}-{model_fingerprint(model)}",
+               f"{_cache_name(model_name)}-{model_fingerprint(model)}",
                f"{w}x{h}@{source.fps:g}fps")
         self.dir = (cache or cache_root()).joinpath("gt", *key)
         self.use_cache = use_cache
@@ -104,4 +118,7 @@ class GroundTruth:
         if segmentation.shape != target.shape:
             raise ValueError(f"frame {frame.index}: shown segmentation {segmentation.shape} "
                              f"vs ground truth {target.shape}")
-        return pixel_accuracy(segmentation, target), mean_iou(segmentation, target)
+        # The targets are the model's own argmax labels: no void, mIoU over its classes.
+        classes = self.model.num_classes
+        return (pixel_accuracy(segmentation, target, ignore_index=None),
+                mean_iou(segmentation, target, num_classes=classes, ignore_index=None))

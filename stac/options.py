@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stac.modelspec import MODEL_SPEC_HELP
 from stac.schemes import (
     DEFAULT_MODEL,
     DEFAULT_SCHEME,
@@ -57,8 +58,8 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"streaming scheme: {', '.join(list_schemes())} (default "
                         "%(default)s); its parameters are listed below")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name or checkpoint path (default %(default)s); "
-                        "'untrained:NAME' for mechanics-only runs")
+                   help=f"the edge model (default %(default)s): {MODEL_SPEC_HELP}; "
+                        "see docs/models.md")
     p.add_argument("--duration", type=float, default=None, help="seconds of video to stream")
     p.add_argument("--source-fps", type=float, default=None,
                    help="camera rate: subsample the video first (default: the video's)")

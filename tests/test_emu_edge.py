@@ -10,6 +10,7 @@ import struct
 import pytest
 import torch
 
+from edge.models.registry import resolve_model
 from stac import protocol as P
 from stac.codec.labels import decode_labels
 from stac.codec.reference import jpeg_encode
@@ -18,7 +19,7 @@ from stac.emu.edge_main import EdgeOptions, EdgeServer
 from stac.frames import open_source
 from stac.protocol import ErrorCode
 from stac.schemes import SchemeError, Stream, make_scheme
-from stac.sim.runner import resolve_model, seed_everything
+from stac.sim.runner import seed_everything
 
 W, H = 64, 48
 TOKEN = "s3cret"

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from edge.evaluation import evaluate
 from edge.models.base import NUM_CLASSES
 from edge.models.drn import DRNSeg
 from edge.models.registry import build_model, list_models, load_model
+from edge.training.evaluation import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ from edge.models.adaptive_propagation import (
 from edge.models.registry import build_model, list_models, load_model, save_checkpoint
 from edge.models.streamdeq import StreamDEQ, anderson
 from edge.models.streamformer import KVCache, StreamFormer
-from edge.training import to_tensor
+from edge.training.data import to_tensor
 from stac.frames import open_video
 
 H, W = 48, 64
@@ -414,8 +414,9 @@ def test_stages_train_and_resume_into_the_next(name, stages, shared_data, tmp_pa
     """Each stage runs a few batches; the next resumes the run; frozen weights stay put."""
     from itertools import islice
 
-    from edge.clips import clip_batches
-    from edge.training import Augment, TrainConfig, load_camvid, still_batches, train
+    from edge.training.clips import clip_batches
+    from edge.training.data import Augment, load_camvid, still_batches
+    from edge.training.trainer import TrainConfig, train
 
     camvid = shared_data / "camvid"
     stills = load_camvid(camvid, "train", (H, W), limit=24)

@@ -12,20 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from edge.clips import Motion, clip_batches, pseudo_label_video, still_clip
-from edge.evaluation import train_command
 from edge.models.base import IGNORE_INDEX, NUM_CLASSES
 from edge.models.registry import build_model, load_model, save_checkpoint
-from edge.training import (
-    Augment,
-    FrameError,
-    TrainConfig,
-    class_weights,
-    load_camvid,
-    poly_lr,
-    still_batches,
-    train,
-)
+from edge.training.clips import Motion, clip_batches, pseudo_label_video, still_clip
+from edge.training.data import Augment, class_weights, load_camvid, still_batches
+from edge.training.evaluation import train_command
+from edge.training.trainer import FrameError, TrainConfig, poly_lr, train
 from stac.cli import build_parser
 from stac.cli import main as cli_main
 
@@ -208,7 +200,7 @@ def test_temporal_training_steps_through_clips(tiny_camvid, tmp_path):
                       videos=("default",), pseudo_labeler=str(labeler), batch_size=2)
     with pytest.raises(ValueError, match="pseudo_labeler"):
         tiny_config(tiny_camvid, tmp_path / "x", videos=("default",), clip_length=2)
-    import edge.clips as clips
+    import edge.training.clips as clips
 
     real = clips.pseudo_label_video
     calls = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -25,6 +26,10 @@ CLASS_NAMES = (
 # ImageNet statistics: models normalise internally so that the frame they take is plain RGB.
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
+
+
+class ModelError(ValueError):
+    """An unknown model spec, an unreadable checkpoint, or a model that is not RGB -> logits."""
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,13 @@ class StreamingSegmenter(nn.Module):
         params = sum(p.numel() for p in self.parameters())
         return ModelCost(params=params, macs=counter.get_total_flops() // 2,
                          height=height, width=width)
+
+
+def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
+            ) -> tuple[np.ndarray, Any]:
+    """One streaming step of `model` on an RGB uint8 frame -> ((H, W) uint8 labels, state)."""
+    rgb = np.require(rgb, np.uint8, ["C", "W"])  # torch wants a writable array; copies if not
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
+    with torch.inference_mode():
+        logits, state = model.step(x, state)
+    return logits.argmax(1)[0].to(torch.uint8).numpy(), state

@@ -1,4 +1,5 @@
-"""Registry of edge models by name, and loading of the project's checkpoints.
+"""Registry of edge models by name, loading of the project's checkpoints, and the one
+resolver of `--model` specs (`resolve_model`).
 
 A checkpoint is a `torch.save`d dict: {"name", "config", "state_dict", "card"}, where
 `config` holds the builder's keyword arguments and `card` the model card's numbers
@@ -15,7 +16,9 @@ from typing import Any
 
 import torch
 
-from edge.models.base import StreamingSegmenter
+from edge.models.base import ModelError, StreamingSegmenter
+from edge.models.external import CALLABLE_SPEC, is_torchscript, load_callable, load_torchscript
+from stac.modelspec import MODEL_SPEC_HELP  # noqa: F401 (re-exported)
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -29,10 +32,8 @@ _BUILDERS: dict[str, str] = {
     "streamformer": "edge.models.streamformer:streamformer",
 }
 
-
-class ModelError(ValueError):
-    """An unknown model name or an unreadable checkpoint."""
-
+UNTRAINED_PREFIX = "untrained:"
+#: The forms `--model` (and `resolve_model`) accept, for help texts and error messages.
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -103,3 +104,27 @@ def list_models() -> list[ModelInfo]:
         card = _read_checkpoint(path).get("card", {}) if path.exists() else {}
         rows.append(ModelInfo(name=name, checkpoint=path if path.exists() else None, card=card))
     return rows
+
+
+def resolve_model(spec: str) -> StreamingSegmenter:
+    """The model a `--model` spec names, in eval mode on the CPU (see `MODEL_SPEC_HELP`).
+
+    In order: `untrained:NAME` (an untrained registered architecture: mechanics only,
+    timing, queueing, bytes, never accuracy), a shipped name, an existing file (TorchScript
+    archive, else a project checkpoint), `package.module:function`. Anything else is a
+    `ModelError` listing the shipped names and the accepted forms.
+    """
+    spec = str(spec)
+    if spec.startswith(UNTRAINED_PREFIX):
+        return build_model(spec[len(UNTRAINED_PREFIX):]).eval()
+    if spec in _BUILDERS:
+        return load_model(spec)
+    path = Path(spec)
+    if path.is_file():
+        return load_torchscript(path) if is_torchscript(path) else load_model(path)
+    if CALLABLE_SPEC.match(spec):
+        return load_callable(spec)
+    known = ", ".join(sorted(_BUILDERS))
+    what = f"{path}: no such checkpoint or TorchScript file" if path.suffix else \
+        f"unknown model {spec!r}"
+    raise ModelError(f"{what}; --model takes {MODEL_SPEC_HELP}; shipped models: {known}")

@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-limit", type=int, default=None,
                    help="validate each epoch on the first N val images only (CPU time)")
     p.add_argument("--clip-length", type=int, default=1,
-                   help="temporal models: train on clips of this many frames (edge.clips)")
+                   help="temporal models: train on clips of this many frames (edge.training.clips)")
     p.add_argument("--videos", nargs="*", default=[],
                    help="real clips to pseudo-label ('default' is bikes.mp4); needs "
                         "--pseudo-labeler and --clip-length >= 2")
@@ -134,7 +134,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from edge.training import TrainConfig, train
+    from edge.training.trainer import TrainConfig, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,8 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edge.evaluation import evaluate
     from edge.models.registry import ModelError
+    from edge.training.evaluation import evaluate
     from stac.frames import FrameError
 
     try:
@@ -168,8 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from edge.evaluation import export_checkpoint
     from edge.models.registry import CHECKPOINT_DIR
+    from edge.training.evaluation import export_checkpoint
 
     notes = Path(args.notes[1:]).read_text() if args.notes.startswith("@") else args.notes
     out = export_checkpoint(args.run_model, args.name, args.data, notes,

@@ -38,9 +38,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         summary = run(options, progress=True)
     except ModelError as exc:
-        print(f"stac-sim run: {exc}\n  (train one with the training code, pass a checkpoint "
-              "path with --model, or 'untrained:NAME' for a mechanics-only run)",
-              file=sys.stderr)
+        print(f"stac-sim run: {exc}", file=sys.stderr)
         return 2
     except (TraceError, FrameError, BitstreamError, ValueError, OSError) as exc:
         print(f"stac-sim run: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stac.modelspec import MODEL_SPEC_HELP
 from stac.options import parse_size
 
 
@@ -17,9 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tables", help="STAC's gradient-derived quantisation tables")
     sub = parser.add_subparsers(dest="tables_command", required=True, metavar="ACTION")
     p = sub.add_parser("build", help="average DCT gradients over sample frames -> L tables")
-    p.add_argument("--model", required=True,
-                   help="a shipped model name, a checkpoint path, or untrained:NAME "
-                        "(mechanics only)")
+    p.add_argument("--model", required=True, help=f"the model: {MODEL_SPEC_HELP}")
     p.add_argument("--data", required=True,
                    help="sample frames: a CamVid root or split folder, a video, or 'default'")
     p.add_argument("--levels", type=int, default=32, help="number of tables L (default 32)")
@@ -35,20 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _checkpoint_hash(spec: str) -> str | None:
-    """sha256 of the checkpoint file the tables were built from (None for untrained:NAME)."""
+    """sha256 of the checkpoint or TorchScript file the tables were built from (None for
+    untrained:NAME and module:function models; their `model_identity` says where from)."""
     import hashlib
 
     from edge.models.registry import checkpoint_path
 
-    path = checkpoint_path(spec)
+    path = Path(spec) if Path(spec).is_file() else checkpoint_path(spec)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from edge.models.registry import ModelError
+    from edge.models.registry import ModelError, resolve_model
     from edge.tables import TableSpec, average_gradients, build_tables, save_tables
     from stac.frames import FrameError, open_source
-    from stac.sim.runner import resolve_model
 
     try:
         spec = TableSpec(levels=args.levels, q_fine=args.q_fine, q_coarse=args.q_coarse)
@@ -71,7 +70,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     averager = average_gradients(model, tqdm(sample, desc="gradients", unit="frame"))
     tables = build_tables(averager.mean(), averager.coefficients, spec)
     h, w = sample[0].shape[:2]
-    tables.meta.update(checkpoint_sha256=_checkpoint_hash(args.model))
+    tables.meta.update(checkpoint_sha256=_checkpoint_hash(args.model),
+                       model_identity=getattr(model, "identity", None),
+                       num_classes=model.num_classes)
     tables.meta.update(model=str(args.model), data=str(args.data), frames=len(sample),
                        frame_indices=pick.tolist(), width=w, height=h,
                        command="stac-sim " + " ".join(sys.argv[1:]))

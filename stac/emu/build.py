@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from edge.models.registry import resolve_model
 from stac import protocol
 from stac.agents import DeviceAgent, EdgeAgent
 from stac.frames import Frame, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
 from stac.schemes import DEFAULT_MODEL, Scheme, SchemeError, SchemeParams, Stream, make_scheme
-from stac.sim.runner import RunOptions, resolve_model, seed_everything, stream_of
+from stac.sim.runner import RunOptions, seed_everything, stream_of
 from stac.traces import Trace, load_trace
 
 

@@ -34,7 +34,8 @@ def check_scheme(name: str, workdir: str | Path, trace: str | Path,
     """Run every conformance check on scheme `name` (with `params` over its defaults), the
     edge model `model` (a `--model` spec; the untrained default checks mechanics only),
     writing runs into `workdir`, over bandwidth `trace`."""
-    from stac.sim.runner import resolve_model, seed_everything
+    from edge.models.registry import resolve_model
+    from stac.sim.runner import seed_everything
 
     cls = get_scheme(name)
     check_parameters(cls)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from edge.models.base import StreamingSegmenter
-from edge.models.registry import build_model, load_model
+from edge.models.registry import resolve_model
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.latency import DEFAULT_PROFILE, get_profile
@@ -32,8 +32,6 @@ from stac.schemes import (
 )
 from stac.sim.harness import LinkConfig, Simulation
 from stac.traces import load_trace
-
-UNTRAINED_PREFIX = "untrained:"
 
 
 @dataclass(frozen=True)
@@ -82,16 +80,6 @@ def run_options(params: Mapping[str, Any]) -> RunOptions:
     if kwargs.get("schedule") is not None:
         kwargs["schedule"] = {int(k): float(v) for k, v in dict(kwargs["schedule"]).items()}
     return RunOptions(scheme=scheme, **kwargs)
-
-
-def resolve_model(spec: str) -> StreamingSegmenter:
-    """A trained model (shipped name or checkpoint path), or `untrained:NAME` explicitly.
-
-    Untrained networks are for mechanics only (timing, queueing, bytes), never accuracy.
-    """
-    if spec.startswith(UNTRAINED_PREFIX):
-        return build_model(spec[len(UNTRAINED_PREFIX):]).eval()
-    return load_model(spec)
 
 
 def seed_everything(seed: int) -> None:

@@ -11,7 +11,8 @@ import torch
 
 from edge.models.base import CLASS_NAMES
 from edge.models.registry import CHECKPOINT_DIR, load_model, save_checkpoint
-from edge.training import evaluate_model, load_camvid
+from edge.training.data import load_camvid
+from edge.training.trainer import evaluate_model
 
 DEFAULT_RESOLUTION = (360, 480)
 

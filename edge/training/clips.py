@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edge.models.base import IGNORE_INDEX, StreamingSegmenter
-from edge.training import Augment, SegmentationSet, to_tensor
+from edge.training.data import Augment, SegmentationSet, to_tensor
 from stac.frames import open_source
 
 
