@@ -10,7 +10,8 @@ Both constraints live in the frequency domain (no iDCT in the search): the 7a th
 a region is sum |s' - s'_rec| where s'_rec are the DCT coefficients of the frame
 reconstructed at l' (the residual regenerated from the reconstruction differs from the
 true one by exactly that, the DCT being linear). The search per region starts at its l''
-of the last keyframe and walks up (coarser) while 7a holds, or down until it holds.
+of the last keyframe and walks up (coarser) while 7a holds, or down until it holds (one
+numba loop over regions; each 7a sum adds its terms in the coefficients' order).
 
 V'_r (7b) is given by the caller (`budget`: the device passes the size model per region of
 the keyframe coded on its own at l', i.e. of the coefficients the codec's intra path
@@ -23,12 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from stac.codec.quant import (
     DEADZONE_INTER,
-    dequantise,
     expand_levels,
-    quantise,
     region_grid_shape,
     size_model,
 )
@@ -79,14 +79,8 @@ class _Flat:
         self.region = region[self._order]
         self.bin = np.concatenate(bins)[self._order]
         self.count = grid[0] * grid[1]
-        self._sizes = np.bincount(self.region, minlength=self.count)
-        self._starts = np.cumsum(self._sizes) - self._sizes
-
-    def members(self, active: np.ndarray) -> np.ndarray:
-        """Indices of the coefficients of the `active` regions: work ~ their coefficients."""
-        sizes = self._sizes[active]
-        offsets = np.repeat(self._starts[active] - (np.cumsum(sizes) - sizes), sizes)
-        return offsets + np.arange(sizes.sum())
+        self.sizes = np.bincount(self.region, minlength=self.count)
+        self.starts = np.cumsum(self.sizes) - self.sizes
 
     def vector(self, planes: Sequence[np.ndarray], name: str) -> np.ndarray:
         if [np.shape(p) for p in planes] != self.shapes:
@@ -142,29 +136,9 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
         if budget.size != flat.count:
             raise ValueError(f"budget V'_r must have one value per region {grid}")
 
-    def error(level: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
-        """sum |s'' - deq(quant(s''))| per region at the given per-region levels (7a lhs)."""
-        where = None if active is None else flat.members(active)
-        r = res if where is None else res[where]
-        reg = flat.region if where is None else flat.region[where]
-        b = flat.bin if where is None else flat.bin[where]
-        q = table[level[reg], b]
-        return flat.per_region(np.abs(r - dequantise(quantise(r, q, deadzone), q)), where)
-
-    level = np.clip(start.ravel().astype(np.int64), 0, num - 1)
-    ok = error(level) <= threshold
-    up = ok & (level < num - 1)
-    while up.any():  # walk coarser while 7a holds: smaller size (Eq. 7)
-        good = up & (error(level + up, up) <= threshold)
-        level += good
-        up = good & (level < num - 1)
-    down = ~ok & (level > 0)
-    while down.any():  # walk finer until 7a holds
-        level -= down
-        found = down & (error(level, down) <= threshold)
-        ok |= found
-        down &= ~found & (level > 0)
-    err = error(level)
+    level, ok, err = _search(res, flat.starts, flat.sizes, flat.bin, table,
+                             np.clip(start.ravel().astype(np.int64), 0, num - 1), threshold,
+                             float(deadzone))
     size = flat.per_region(size_bits(res, table[level[flat.region], flat.bin]))
     use = ok & (size <= budget)
     out = np.where(use, level, lp)
@@ -173,3 +147,48 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
                           residual=use.reshape(shape), search=level.reshape(shape).astype(np.int16),
                           error=err.reshape(shape), threshold=threshold.reshape(shape),
                           size=size.reshape(shape), budget=budget.reshape(shape))
+
+
+@njit(cache=True)
+def _error(res, start, size, bins, steps, deadzone):
+    """7a left-hand side of one region at one level: sum |s'' - deq(quant(s''))| over its
+    coefficients, term for term as `quant.quantise` and `quant.dequantise` compute it."""
+    total = 0.0
+    for i in range(start, start + size):
+        r = res[i]
+        q = steps[bins[i]]
+        level = np.sign(r) * np.floor(np.abs(r) / q + deadzone)
+        total += np.abs(r - level * q)
+    return total
+
+
+@njit(cache=True)
+def _search(res, starts, sizes, bins, table, level0, threshold, deadzone):
+    """Eq. 7 under 7a per region: from `level0`, walk coarser while the error stays within
+    the threshold, or finer until it does. Returns (level, 7a holds, error at level)."""
+    num = table.shape[0]
+    count = starts.shape[0]
+    level = level0.copy()
+    ok = np.zeros(count, dtype=np.bool_)
+    err = np.zeros(count)
+    for g in range(count):
+        a, n, lv = starts[g], sizes[g], level[g]
+        e = _error(res, a, n, bins, table[lv], deadzone)
+        if e <= threshold[g]:
+            ok[g] = True
+            while lv < num - 1:
+                e_up = _error(res, a, n, bins, table[lv + 1], deadzone)
+                if e_up > threshold[g]:
+                    break
+                lv += 1
+                e = e_up
+        else:
+            while lv > 0:
+                lv -= 1
+                e = _error(res, a, n, bins, table[lv], deadzone)
+                if e <= threshold[g]:
+                    ok[g] = True
+                    break
+        level[g] = lv
+        err[g] = e
+    return level, ok, err
