@@ -127,14 +127,16 @@ def stac(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
     """STAC (§IV-V) at fixed `config.B` and `config.fps`, with the model's offline tables."""
     from device.stac_agent import StacDevice
     from edge.stac_agent import StacEdge
+    from stac.regions import RegionGrid
 
     if not config.B > 0:
         raise SchemeError(f"scheme 'stac' needs a loss-increment bound B > 0, got {config.B}")
     tables = _tables("stac", config, model)
     start = Config(B=float(config.B), fps=float(config.fps), t_effective=0.0)
+    grid = RegionGrid.for_frame(config.frame_size)  # one region grid, shared by both halves
     device = StacDevice(tables, start, source_fps=config.source_fps,
-                        frame_size=config.frame_size)
-    edge = StacEdge(model, tables, start, schedule=config.schedule)
+                        frame_size=config.frame_size, grid=grid)
+    edge = StacEdge(model, tables, start, grid=grid, schedule=config.schedule)
     return Scheme(name="stac", device=device, edge=edge, config=start)
 
 

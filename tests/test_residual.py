@@ -248,15 +248,14 @@ def test_numba_search_is_bit_identical_to_the_numpy_search(seed):
     """Same levels, same 7a outcome and the very same error sums (==, not approximately) as
     the numpy walk, on real frames of the default clip with random l' and starts."""
     from device.residual import _Flat, _search
-    from stac.codec.quant import region_grid_shape
     from stac.frames import default_clip_path, open_video
+    from stac.regions import RegionGrid
 
     rng = np.random.default_rng(seed)
     frames = [f.rgb for f in open_video(default_clip_path(), size=(160, 120), max_frames=4)]
     cur, prev = rgb_to_coeffs(frames[3]), rgb_to_coeffs(frames[0])
     steps = default_tables().steps
-    grid = region_grid_shape(120, 160, R)
-    flat = _Flat(cur, grid, R)
+    flat = _Flat([c.shape for c in cur], RegionGrid(160, 120, R))
     res = flat.vector([a - b for a, b in zip(cur, prev, strict=True)], "residual")
     table = steps.reshape(steps.shape[0], 48)
     threshold = rng.uniform(0, 3, flat.count) * flat.per_region(np.abs(res))

@@ -129,7 +129,7 @@ class Encoder:
         self.tables = tables
 
     def inter_residual_coeffs(
-        self, rgb: np.ndarray, level: int = 30
+        self, rgb: np.ndarray, level: int = 30, planes: tuple | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """DCT coefficients of the residual frame (source - motion-compensated prediction from
         the current reference), per component, in the layout of `stac.codec.transform`.
@@ -137,6 +137,7 @@ class Encoder:
         For STAC §V-C (Eq. 7, 7a, 7b): with `quant.size_model` and `quant.region_sum` they give
         V''_r for every candidate level before the frame is encoded. Motion search uses the
         Lagrangian of table `level` (uniform). Nothing is encoded; the state is unchanged.
+        `planes` are the frame's `rgb_to_ycbcr420` planes when the caller has them already.
         """
         if self._ref is None:
             raise ValueError("no reference frame yet: the next frame is coded intra")
@@ -144,7 +145,7 @@ class Encoder:
         lay = self.layout
         if rgb.shape != (lay.height, lay.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 frame {(lay.height, lay.width, 3)}")
-        src_y, src_c = lay.pad_planes(*rgb_to_ycbcr420(rgb))
+        src_y, src_c = lay.pad_planes(*(rgb_to_ycbcr420(rgb) if planes is None else planes))
         lvl_y, _ = lay.level_arrays(self._level_map(level))
         lam = float(lay.lambdas(self.tables, lvl_y).mean())
         ref_y, ref_c = self._ref.y, self._ref.chroma
