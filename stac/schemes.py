@@ -13,10 +13,13 @@ import importlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from edge.models.base import StreamingSegmenter
 from stac.agents import DeviceAgent, EdgeAgent
 from stac.protocol import Config
+
+if TYPE_CHECKING:  # torch loads only when a scheme is built (`stac-sim --help` stays fast)
+    from edge.models.base import StreamingSegmenter
 
 #: The model `stac-sim run` uses when `--model` is not given (a shipped checkpoint name).
 DEFAULT_MODEL = "bisenet"
