@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.models.base import StreamingSegmenter
+from edge.models.base import StreamingSegmenter, class_labels
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
 from stac.codec.labels import encode_labels
@@ -39,7 +39,7 @@ def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
     with torch.inference_mode():
         logits, state = model.step(x, state)
-    return logits.argmax(1)[0].to(torch.uint8).numpy(), state
+    return class_labels(logits).astype(np.uint8), state
 
 
 def nal_types(payload: bytes) -> list[int]:

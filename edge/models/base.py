@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -84,3 +85,10 @@ class StreamingSegmenter(nn.Module):
         params = sum(p.numel() for p in self.parameters())
         return ModelCost(params=params, macs=counter.get_total_flops() // 2,
                          height=height, width=width)
+
+
+def class_labels(logits: torch.Tensor) -> np.ndarray:
+    """(H, W) int64 class of each pixel of a (1, C, H, W) logit map: the first maximum over
+    classes, as `logits.argmax(1)[0]`, by numpy's argmax over the leading axis (several
+    times faster than torch's strided reduction over dim 1 of an NCHW tensor on a CPU)."""
+    return logits.detach()[0].cpu().numpy().argmax(axis=0)
