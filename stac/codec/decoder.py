@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stac.codec import core
+from stac.codec import mb_decoder
 from stac.codec.bitstream import parse_header
 from stac.codec.color import ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
@@ -107,7 +107,7 @@ class Decoder:
         rec_y = np.zeros((ph, pw), dtype=np.uint8)
         rec_c = np.zeros((2, ph // 2, pw // 2), dtype=np.uint8)
         mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
-        err = core.decode_mbs(
+        err = mb_decoder.decode_mbs(
             ds,
             payload,
             probs,

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from stac.codec import core
+from stac.codec import mb_encoder
 from stac.codec.bitstream import MAX_DIM, MAX_REGION, FrameHeader
 from stac.codec.color import psnr, rgb_to_ycbcr420, ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
@@ -151,7 +151,7 @@ class Encoder:
         ref_y, ref_c = self._ref.y, self._ref.chroma
         pred_y = np.zeros_like(src_y, dtype=np.int64)
         pred_c = np.zeros_like(src_c, dtype=np.int64)
-        core.predict_frame(
+        mb_encoder.predict_frame(
             src_y, ref_y, ref_c, np.sqrt(lam), self.search_range, self.subpel, pred_y, pred_c
         )
         h8, w8 = -(-lay.height // 8) * 8, -(-lay.width // 8) * 8
@@ -221,7 +221,7 @@ class Encoder:
             size_blk = np.zeros((ph // 4, pw // 4))
             mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
             enc_level_map(es, out, probs, level_map)
-            core.encode_mbs(
+            mb_encoder.encode_mbs(
                 es,
                 out,
                 probs,
