@@ -17,6 +17,7 @@ from stac.codec.bitstream import MAX_DIM, MAX_REGION, FrameHeader
 from stac.codec.color import psnr, rgb_to_ycbcr420, ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
 from stac.codec.layout import FrameLayout
+from stac.codec.mb_common import EncoderInputs, FrameContext
 from stac.codec.quant import TableSet, check_level_map, default_tables, region_sum
 from stac.codec.rangecoder import (
     COST_TABLE,
@@ -221,29 +222,11 @@ class Encoder:
             size_blk = np.zeros((ph // 4, pw // 4))
             mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
             enc_level_map(es, out, probs, level_map)
-            mb_encoder.encode_mbs(
-                es,
-                out,
-                probs,
-                COST_TABLE,
-                src_y,
-                src_c,
-                ref_y,
-                ref_c,
-                rec_y,
-                rec_c,
-                self.tables.steps,
-                lvl_y,
-                lvl_c,
-                lam,
-                intra,
-                self.search_range,
-                self.subpel,
-                bits_blk,
-                size_blk,
-                mbtype,
-                level_qps(self.tables.steps),
-            )
+            ctx = FrameContext(ref_y, ref_c, rec_y, rec_c, self.tables.steps, lvl_y, lvl_c,
+                               mbtype, level_qps(self.tables.steps))
+            inp = EncoderInputs(src_y, src_c, lam, bits_blk, size_blk)
+            mb_encoder.encode_mbs(es, out, probs, COST_TABLE, ctx, inp, intra, self.search_range,
+                                  self.subpel)
             enc_flush(es, out)
             if not es[E_OVERFLOW]:
                 break

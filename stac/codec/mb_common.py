@@ -8,6 +8,7 @@ macroblock and the neighbourhood contexts of the syntax. Prediction kernels live
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -24,6 +25,34 @@ from stac.codec.syntax import (
 )
 
 MB_INTRA, MB_INTER, MB_SKIP = 0, 1, 2
+
+
+class FrameContext(NamedTuple):
+    """What the macroblock loops of one frame read and write, in one structure (numba
+    passes it as a named tuple of arrays): the reference planes, the reconstruction being
+    written, the table set (L, 3, 16), the table level of every luma / chroma 4x4 block,
+    each MB's mode (written) and the deblocking QP of every level."""
+
+    ref_y: np.ndarray  # (H, W) uint8, padded to 16
+    ref_c: np.ndarray  # (2, H/2, W/2) uint8
+    rec_y: np.ndarray  # written
+    rec_c: np.ndarray  # written
+    tab: np.ndarray
+    lvl_y: np.ndarray
+    lvl_c: np.ndarray
+    mbtype: np.ndarray  # (H/16, W/16) int64, written
+    qps: np.ndarray
+
+
+class EncoderInputs(NamedTuple):
+    """What only the encoder's loop needs besides the `FrameContext`: the source planes, the
+    Lagrangian of every MB, and the per-luma-block outputs (real bits, size model V_r)."""
+
+    src_y: np.ndarray
+    src_c: np.ndarray
+    lam_mb: np.ndarray
+    bits_blk: np.ndarray  # written
+    size_blk: np.ndarray  # written
 
 MAX_MV = 1 << 14  # quarter-pels
 _DECIMATE_SCORE = np.array([3, 2, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)

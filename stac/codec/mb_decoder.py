@@ -52,10 +52,10 @@ from stac.codec.syntax import (
 
 
 @njit(cache=True)
-def decode_mbs(
-    ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype, qps
-):
-    """Decode all macroblocks of a frame into rec_y/rec_c; returns an error code (0 = ok)."""
+def decode_mbs(ds, buf, probs, is_intra, ctx):
+    """Decode all macroblocks of a frame into the `FrameContext` ctx's rec_y/rec_c; returns
+    an error code (0 = ok)."""
+    ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype, qps = ctx
     h, w = rec_y.shape
     nmby = h // 16
     nmbx = w // 16

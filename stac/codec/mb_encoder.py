@@ -311,33 +311,14 @@ def _spread_bits(bits_blk, y0, x0, bits):
 
 
 @njit(cache=True)
-def encode_mbs(
-    es,
-    out,
-    probs,
-    cost_table,
-    src_y,
-    src_c,
-    ref_y,
-    ref_c,
-    rec_y,
-    rec_c,
-    tab,
-    lvl_y,
-    lvl_c,
-    lam_mb,
-    is_intra,
-    search_range,
-    subpel,
-    bits_blk,
-    size_blk,
-    mbtype,
-    qps,
-):
+def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, subpel):
     """Encode all macroblocks of a frame; writes the reconstruction into rec_y/rec_c, the real
     bits spent per luma 4x4 block into bits_blk (MB overhead spread evenly over its 16 blocks,
     chroma bits over the 4 luma blocks they cover), the size model of the coded coefficients
-    per luma block into size_blk (chroma likewise) and each MB's mode into mbtype."""
+    per luma block into size_blk (chroma likewise) and each MB's mode into mbtype.
+    `ctx` is the frame's `FrameContext`, `inp` its `EncoderInputs`."""
+    src_y, src_c, lam_mb, bits_blk, size_blk = inp
+    ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype, qps = ctx
     h, w = src_y.shape
     nmby = h // 16
     nmbx = w // 16
