@@ -87,8 +87,9 @@ def device_and_edge(model_name: str, frames: list[np.ndarray], B: float) -> dict
     edge = StacEdge(model, tables, config)
     watch = Stopwatch()
     scratch, real = dev._scratch, dev.encoder
-    scratch.encode = watch.wrap("scratch_intra_encode", scratch.encode)
-    real.encode = watch.wrap("real_encode", real.encode)
+    # `encode` calls `encode_planes`: wrapping the latter times both entry points
+    scratch.encode_planes = watch.wrap("scratch_intra_encode", scratch.encode_planes)
+    real.encode_planes = watch.wrap("real_encode", real.encode_planes)
     if hasattr(real, "inter_residual_coeffs"):
         real.inter_residual_coeffs = watch.wrap("residual_prediction", real.inter_residual_coeffs)
     dev.cache.push = watch.wrap("flow", dev.cache.push)

@@ -44,6 +44,19 @@ class FrameContext(NamedTuple):
     qps: np.ndarray
 
 
+class MBNeighbours(NamedTuple):
+    """What later macroblocks' contexts and predictors read from earlier ones: MB modes and
+    motion vectors (with the magnitudes of their coded differences), intra 4x4 modes and the
+    coded-block flags of luma and chroma 4x4 blocks."""
+
+    mbtype: np.ndarray  # (nmby, nmbx)
+    mv: np.ndarray  # (nmby, nmbx, 2) quarter-pels
+    mvdabs: np.ndarray  # (nmby, nmbx, 2)
+    imode: np.ndarray  # (nby, nbx), -1 for non-intra blocks
+    nz_y: np.ndarray  # (nby, nbx)
+    nz_c: np.ndarray  # (2, nby / 2, nbx / 2)
+
+
 class EncoderInputs(NamedTuple):
     """What only the encoder's loop needs besides the `FrameContext`: the source planes, the
     Lagrangian of every MB, and the per-luma-block outputs (real bits, size model V_r)."""
