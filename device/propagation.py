@@ -14,40 +14,31 @@ import numpy as np
 from scipy import ndimage
 
 from device.flow import pixel_grid
-from stac.codec.quant import region_grid_shape
-
-REGION_SIZE = 6  # luma 4x4 blocks per region side (paper default 6x6; the codec's default)
+from stac.regions import REGION_SIZE, RegionGrid
 
 
-def _region_rows_cols(height: int, width: int, region_size: int):
-    """Region row of every pixel row and region column of every pixel column."""
-    return np.arange(height) // (4 * region_size), np.arange(width) // (4 * region_size)
+def _grid(height: int, width: int, region_size: int, grid: RegionGrid | None) -> RegionGrid:
+    return RegionGrid(width, height, region_size) if grid is None else grid
 
 
-def region_of_pixels(height: int, width: int, region_size: int = REGION_SIZE) -> np.ndarray:
+def region_of_pixels(height: int, width: int, region_size: int = REGION_SIZE,
+                     grid: RegionGrid | None = None) -> np.ndarray:
     """(H, W) int: the region index (row-major, the codec's region grid) of every pixel."""
-    _, cols = region_grid_shape(height, width, region_size)
-    ys, xs = _region_rows_cols(height, width, region_size)
-    return ys[:, None] * cols + xs[None, :]
+    return _grid(height, width, region_size, grid).pixel_regions()
 
 
-def level_map(levels: np.ndarray, height: int, width: int,
-              region_size: int = REGION_SIZE) -> np.ndarray:
+def level_map(levels: np.ndarray, height: int, width: int, region_size: int = REGION_SIZE,
+              grid: RegionGrid | None = None) -> np.ndarray:
     """Region levels (rows, cols) -> (H, W) map of the level of each pixel's region."""
-    grid = region_grid_shape(height, width, region_size)
-    if levels.shape != grid:
-        raise ValueError(f"levels {levels.shape} do not match the region grid {grid} of a "
-                         f"{height}x{width} frame with {region_size}x{region_size}-block regions")
-    ys, xs = _region_rows_cols(height, width, region_size)
-    return levels[ys[:, None], xs[None, :]]
+    return _grid(height, width, region_size, grid).level_map(levels)
 
 
-def middle_levels(height: int, width: int, num_levels: int,
-                  region_size: int = REGION_SIZE) -> np.ndarray:
+def middle_levels(height: int, width: int, num_levels: int, region_size: int = REGION_SIZE,
+                  grid: RegionGrid | None = None) -> np.ndarray:
     """Levels of the first keyframe: every region at the middle level (§V-B)."""
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-    return np.full(region_grid_shape(height, width, region_size), num_levels // 2, np.int16)
+    return np.full(_grid(height, width, region_size, grid).shape, num_levels // 2, np.int16)
 
 
 def warp_nearest(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -67,21 +58,26 @@ def propagate_labels(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 
 def propagate_levels(levels: np.ndarray, flow: np.ndarray, covered: np.ndarray,
-                     region_size: int = REGION_SIZE,
-                     min_cover: float = 0.5) -> np.ndarray:
+                     region_size: int = REGION_SIZE, min_cover: float = 0.5,
+                     grid: RegionGrid | None = None) -> np.ndarray:
     """Region levels (rows, cols) of the anchor keyframe -> those of the newest frame.
 
     A region is covered when at least `min_cover` of its pixels are flow-covered; it takes
     the most frequent source level among them (ties: the finer level). Uncovered regions
     take the nearest covered region's level; with none covered, the levels stay in place.
+    `grid` is the stream's region grid (default: the flow's size with `region_size`).
     """
     h, w = flow.shape[:2]
+    grid = _grid(h, w, region_size, grid)
+    if (grid.height, grid.width) != (h, w):
+        raise ValueError(f"flow {(h, w)} does not match the region grid of "
+                         f"{grid.width}x{grid.height} frames")
     levels = np.asarray(levels)
     if levels.min(initial=0) < 0 or levels.max(initial=0) > 255:
         raise ValueError("levels must lie in [0, 255]")
-    source = warp_nearest(level_map(levels.astype(np.uint8), h, w, region_size), flow)
+    source = warp_nearest(grid.level_map(levels.astype(np.uint8)), flow)
     rows, cols = levels.shape
-    region = region_of_pixels(h, w, region_size).ravel()
+    region = grid.pixel_regions().ravel()
     num = int(levels.max(initial=0)) + 1
     votes = np.bincount(region * num + source.ravel(), weights=covered.ravel(),
                         minlength=rows * cols * num).reshape(rows * cols, num)

@@ -10,7 +10,8 @@ Both constraints live in the frequency domain (no iDCT in the search): the 7a th
 a region is sum |s' - s'_rec| where s'_rec are the DCT coefficients of the frame
 reconstructed at l' (the residual regenerated from the reconstruction differs from the
 true one by exactly that, the DCT being linear). The search per region starts at its l''
-of the last keyframe and walks up (coarser) while 7a holds, or down until it holds.
+of the last keyframe and walks up (coarser) while 7a holds, or down until it holds (one
+numba loop over regions; each 7a sum adds its terms in the coefficients' order).
 
 V'_r (7b) is given by the caller (`budget`: the device passes the size model per region of
 the keyframe coded on its own at l', i.e. of the coefficients the codec's intra path
@@ -23,17 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from stac.codec.quant import (
     DEADZONE_INTER,
-    dequantise,
-    expand_levels,
-    quantise,
-    region_grid_shape,
     size_model,
 )
-
-REGION_SIZE = 6
+from stac.regions import REGION_SIZE, RegionGrid
 
 
 def size_bits(coeffs: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -61,32 +58,23 @@ class ResidualLevels:
 
 class _Flat:
     """All coefficients of the three planes as flat vectors grouped by region (contiguous),
-    with their region and (component, frequency) bin indices."""
+    with their region and (component, frequency) bin indices. Built once per region grid
+    and plane shapes (`_flat`)."""
 
-    def __init__(self, planes: Sequence[np.ndarray], grid: tuple[int, int], region_size: int):
-        regions, bins, self.shapes = [], [], []
-        for c, p in enumerate(planes):
-            p = np.asarray(p)
-            if p.ndim != 3 or p.shape[2] != 16:
-                raise ValueError(f"coefficient plane {c} must be (nby, nbx, 16), got {p.shape}")
-            self.shapes.append(p.shape)
-            ids = np.arange(grid[0] * grid[1]).reshape(grid)
-            r = expand_levels(ids, p.shape[0], p.shape[1], region_size, chroma=c > 0)
+    def __init__(self, shapes: Sequence[tuple[int, int, int]], grid: RegionGrid):
+        regions, bins = [], []
+        self.shapes = [tuple(s) for s in shapes]
+        for c, (nby, nbx, _) in enumerate(self.shapes):
+            r = grid.block_regions(nby, nbx, chroma=c > 0)
             regions.append(np.repeat(r.ravel(), 16))
             bins.append(np.tile(np.arange(16) + 16 * c, r.size))
         region = np.concatenate(regions)
         self._order = np.argsort(region, kind="stable")
         self.region = region[self._order]
         self.bin = np.concatenate(bins)[self._order]
-        self.count = grid[0] * grid[1]
-        self._sizes = np.bincount(self.region, minlength=self.count)
-        self._starts = np.cumsum(self._sizes) - self._sizes
-
-    def members(self, active: np.ndarray) -> np.ndarray:
-        """Indices of the coefficients of the `active` regions: work ~ their coefficients."""
-        sizes = self._sizes[active]
-        offsets = np.repeat(self._starts[active] - (np.cumsum(sizes) - sizes), sizes)
-        return offsets + np.arange(sizes.sum())
+        self.count = grid.count
+        self.sizes = np.bincount(self.region, minlength=self.count)
+        self.starts = np.cumsum(self.sizes) - self.sizes
 
     def vector(self, planes: Sequence[np.ndarray], name: str) -> np.ndarray:
         if [np.shape(p) for p in planes] != self.shapes:
@@ -104,30 +92,37 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
                     start: np.ndarray | None = None, height: int | None = None,
                     width: int | None = None, region_size: int = REGION_SIZE,
                     deadzone: float = DEADZONE_INTER,
-                    budget: np.ndarray | None = None) -> ResidualLevels:
+                    budget: np.ndarray | None = None,
+                    grid: RegionGrid | None = None) -> ResidualLevels:
     """Eq. 7 with 7a and 7b for every region at once.
 
     original: (Y, Cb, Cr) DCT coefficients s' of the keyframe; reconstructed: those of the
     keyframe reconstructed after coding it at l' (`levels`); residual: coefficients s'' of
     the inter/intra residual; steps: table set (L, 3, 16); start: l'' of the last keyframe
-    (default l'); budget: V'_r per region (default: size model of s' at l'). Frame size
-    defaults to the padded luma plane.
+    (default l'); budget: V'_r per region (default: size model of s' at l'); grid: the
+    stream's region grid (default: `height` x `width`, which default to the padded luma
+    plane, with regions of `region_size` blocks).
     """
     steps = np.asarray(steps, np.float64)
     if steps.ndim != 3 or steps.shape[1:] != (3, 16):
         raise ValueError(f"a table set is shaped (L, 3, 16), got {steps.shape}")
     num = steps.shape[0]
-    nby, nbx = np.shape(original[0])[:2]
-    height = 4 * nby if height is None else height
-    width = 4 * nbx if width is None else width
-    grid = region_grid_shape(height, width, region_size)
+    if grid is None:
+        nby, nbx = np.shape(original[0])[:2]
+        grid = RegionGrid(4 * nbx if width is None else width,
+                          4 * nby if height is None else height, region_size)
+    shapes = [np.shape(p) for p in original]
+    for c, shape in enumerate(shapes):
+        if len(shape) != 3 or shape[2] != 16:
+            raise ValueError(f"coefficient plane {c} must be (nby, nbx, 16), got {shape}")
+    flat = grid.memo(("eq7", tuple(shapes)), lambda: _Flat(shapes, grid))
     levels = np.asarray(levels)
-    if levels.shape != grid or levels.min() < 0 or levels.max() >= num:
-        raise ValueError(f"levels l' must be {grid} in [0, {num - 1}], got {levels.shape}")
+    if levels.shape != grid.shape or levels.min() < 0 or levels.max() >= num:
+        raise ValueError(f"levels l' must be {grid.shape} in [0, {num - 1}], got {levels.shape}")
     start = levels if start is None else np.asarray(start)
-    if start.shape != grid:
-        raise ValueError(f"start levels {start.shape} do not match the region grid {grid}")
-    flat = _Flat(original, grid, region_size)
+    if start.shape != grid.shape:
+        raise ValueError(f"start levels {start.shape} do not match the region grid "
+                         f"{grid.shape}")
     s = flat.vector(original, "original")
     rec = flat.vector(reconstructed, "reconstructed")
     res = flat.vector(residual, "residual")
@@ -140,36 +135,65 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
     else:
         budget = np.asarray(budget, np.float64).ravel()
         if budget.size != flat.count:
-            raise ValueError(f"budget V'_r must have one value per region {grid}")
+            raise ValueError(f"budget V'_r must have one value per region {grid.shape}")
 
-    def error(level: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
-        """sum |s'' - deq(quant(s''))| per region at the given per-region levels (7a lhs)."""
-        where = None if active is None else flat.members(active)
-        r = res if where is None else res[where]
-        reg = flat.region if where is None else flat.region[where]
-        b = flat.bin if where is None else flat.bin[where]
-        q = table[level[reg], b]
-        return flat.per_region(np.abs(r - dequantise(quantise(r, q, deadzone), q)), where)
-
-    level = np.clip(start.ravel().astype(np.int64), 0, num - 1)
-    ok = error(level) <= threshold
-    up = ok & (level < num - 1)
-    while up.any():  # walk coarser while 7a holds: smaller size (Eq. 7)
-        good = up & (error(level + up, up) <= threshold)
-        level += good
-        up = good & (level < num - 1)
-    down = ~ok & (level > 0)
-    while down.any():  # walk finer until 7a holds
-        level -= down
-        found = down & (error(level, down) <= threshold)
-        ok |= found
-        down &= ~found & (level > 0)
-    err = error(level)
+    level, ok, err = _search(res, flat.starts, flat.sizes, flat.bin, table,
+                             np.clip(start.ravel().astype(np.int64), 0, num - 1), threshold,
+                             float(deadzone))
     size = flat.per_region(size_bits(res, table[level[flat.region], flat.bin]))
     use = ok & (size <= budget)
     out = np.where(use, level, lp)
-    shape = grid
+    shape = grid.shape
     return ResidualLevels(levels=out.reshape(shape).astype(np.int16),
                           residual=use.reshape(shape), search=level.reshape(shape).astype(np.int16),
                           error=err.reshape(shape), threshold=threshold.reshape(shape),
                           size=size.reshape(shape), budget=budget.reshape(shape))
+
+
+@njit(cache=True)
+def _error(res, start, size, bins, steps, deadzone, limit):
+    """7a left-hand side of one region at one level: sum |s'' - deq(quant(s''))| over its
+    coefficients, term for term as `quant.quantise` and `quant.dequantise` compute it.
+    Stops early with a partial sum once it exceeds `limit` (the terms are >= 0, so the
+    rounded partial sums never decrease: the comparison with `limit` is unchanged)."""
+    total = 0.0
+    for i in range(start, start + size):
+        r = res[i]
+        q = steps[bins[i]]
+        level = np.sign(r) * np.floor(np.abs(r) / q + deadzone)
+        total += np.abs(r - level * q)
+        if total > limit:
+            return total
+    return total
+
+
+@njit(cache=True)
+def _search(res, starts, sizes, bins, table, level0, threshold, deadzone):
+    """Eq. 7 under 7a per region: from `level0`, walk coarser while the error stays within
+    the threshold, or finer until it does. Returns (level, 7a holds, error at level)."""
+    num = table.shape[0]
+    count = starts.shape[0]
+    level = level0.copy()
+    ok = np.zeros(count, dtype=np.bool_)
+    err = np.zeros(count)
+    for g in range(count):
+        a, n, lv, thr = starts[g], sizes[g], level[g], threshold[g]
+        e = _error(res, a, n, bins, table[lv], deadzone, thr)
+        if e <= thr:
+            ok[g] = True
+            while lv < num - 1:
+                e_up = _error(res, a, n, bins, table[lv + 1], deadzone, thr)
+                if e_up > thr:
+                    break
+                lv += 1
+                e = e_up
+        else:
+            while lv > 0 and not ok[g]:
+                lv -= 1
+                e = _error(res, a, n, bins, table[lv], deadzone, thr)
+                ok[g] = e <= thr
+            if not ok[g]:  # 7a fails at every level: the full error at the finest
+                e = _error(res, a, n, bins, table[lv], deadzone, np.inf)
+        level[g] = lv
+        err[g] = e
+    return level, ok, err

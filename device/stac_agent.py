@@ -26,11 +26,13 @@ from device.flow import DISFlow, FlowCache, FlowConfig, pixel_grid, to_grey
 from device.propagation import middle_levels, propagate_labels, propagate_levels
 from device.residual import ResidualLevels, residual_levels
 from stac.agents import DeviceAgent, DeviceOutput, Work
+from stac.codec.color import rgb_to_ycbcr420
 from stac.codec.encoder import Encoder
 from stac.codec.labels import decode_labels
-from stac.codec.quant import TableSet, region_grid_shape
+from stac.codec.quant import TableSet
 from stac.codec.transform import planes_to_coeffs, rgb_to_coeffs
 from stac.protocol import Config, Content, Feedback, Keyframe
+from stac.regions import RegionGrid
 
 CUT_THRESHOLD = 30.0  # mean |grey difference| of adjacent frames (0-255) that marks a shot cut
 RESIDUAL_SOURCES = ("codec", "flow")  # s'' of Eq. 7: the encoder's own prediction, or DIS
@@ -56,7 +58,7 @@ class StacDevice(DeviceAgent):
 
     def __init__(self, tables: TableSet, config: Config, source_fps: float,
                  frame_size: tuple[int, int], flow: FlowConfig | None = None,
-                 region_size: int = 6, residual: str = "codec",
+                 grid: RegionGrid | None = None, residual: str = "codec",
                  budget: str = "intra", cut_threshold: float | None = CUT_THRESHOLD) -> None:
         if not source_fps > 0:
             raise ValueError(f"source_fps must be > 0, got {source_fps}")
@@ -64,7 +66,11 @@ class StacDevice(DeviceAgent):
         self.config = config
         self.source_fps = float(source_fps)
         self.width, self.height = (int(v) for v in frame_size)
-        self.region_size = region_size
+        self.grid = RegionGrid.for_frame(frame_size) if grid is None else grid
+        if (self.grid.width, self.grid.height) != (self.width, self.height):
+            raise ValueError(f"region grid of {self.grid.width}x{self.grid.height} frames for "
+                             f"a stream of {self.width}x{self.height}")
+        region_size = self.grid.region_size
         if residual not in RESIDUAL_SOURCES:
             raise ValueError(f"residual must be one of {RESIDUAL_SOURCES}, got {residual!r}")
         if budget not in BUDGET_SOURCES:
@@ -143,9 +149,9 @@ class StacDevice(DeviceAgent):
         first keyframe, and a keyframe after a shot cut (no flow covers it, so the cached
         strategy has no corresponding content), use the middle level (§V-B)."""
         if self._levels is None or self.cut_since_anchor():
-            return middle_levels(self.height, self.width, self.tables.levels, self.region_size)
+            return middle_levels(self.height, self.width, self.tables.levels, grid=self.grid)
         return propagate_levels(self._levels, self.cache.to_anchor(), self.cache.covered(),
-                                self.region_size)
+                                grid=self.grid)
 
     def _prediction(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The previous keyframe's reconstruction motion-compensated to this frame."""
@@ -159,10 +165,11 @@ class StacDevice(DeviceAgent):
 
     def _keyframe(self, index: int, t: float, frame: np.ndarray) -> Keyframe:
         lp = self._levels_prime().astype(np.int64)
-        original = rgb_to_coeffs(frame)
+        planes = rgb_to_ycbcr420(frame)  # converted once, for the DCT and both encodes
+        original = planes_to_coeffs(*planes)
         self.meter.add(t, c=complexity(original))
-        levels, residual_mask = self._residual_levels(index, frame, original, lp)
-        encoded = self.encoder.encode(frame, levels, intra=self.intra_keyframes)
+        levels, residual_mask = self._residual_levels(index, frame, original, lp, planes)
+        encoded = self.encoder.encode_planes(*planes, levels=levels, intra=self.intra_keyframes)
         self._prev_key = (index, encoded.reconstruction)
         self.keyframes.append(KeyframeInfo(index=index, levels_prime=lp, levels=levels,
                                            residual=residual_mask, intra=encoded.stats.intra,
@@ -170,26 +177,28 @@ class StacDevice(DeviceAgent):
         return Keyframe(index=index, t_capture=t, payload=encoded.data)
 
     def _residual_levels(self, index: int, frame: np.ndarray, original: tuple[np.ndarray, ...],
-                         lp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+                         lp: np.ndarray, planes: tuple[np.ndarray, ...] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
         """The level map to encode with and the regions coded as residual at l'' (§V-C,
-        Eq. 7); (l', None) for the first keyframe of a stream."""
+        Eq. 7); (l', None) for the first keyframe of a stream. `planes` are the frame's
+        4:2:0 planes (None: converted from `frame`)."""
         if self._prev_key is None:
             return lp, None
         # The keyframe l'-coded on its own (not sent) gives both constraints (§V-C): its
         # reconstruction the 7a threshold, its size model per region V'_r (7b).
+        planes = rgb_to_ycbcr420(frame) if planes is None else planes
         self._scratch.reset()
-        alone = self._scratch.encode(frame, lp, intra=True)
+        alone = self._scratch.encode_planes(*planes, levels=lp, intra=True)
         if self.residual_source == "codec":  # the encoder's own motion-compensated residual
-            residual = self.encoder.inter_residual_coeffs(frame, lp)
+            residual = self.encoder.inter_residual_coeffs(frame, lp, planes=planes)
         else:  # the previous reconstruction warped by the cached DIS flows
             predicted = rgb_to_coeffs(self._prediction(index, frame))
             residual = [s - p for s, p in zip(original, predicted, strict=True)]
         budget = alone.stats.region_size_model if self.budget_source == "intra" else None
         start = self._search if self._search is not None else lp
         decision = residual_levels(original, planes_to_coeffs(*alone.planes), residual,
-                                   self.tables.steps, lp, start=start, height=self.height,
-                                   width=self.width, region_size=self.region_size,
-                                   budget=budget)
+                                   self.tables.steps, lp, start=start, budget=budget,
+                                   grid=self.grid)
         self.last_decision = decision
         self._search = decision.search
         return decision.levels.astype(np.int64), decision.residual
@@ -220,18 +229,18 @@ class UniformDevice(StacDevice):
 
     def __init__(self, tables: TableSet, config: Config, source_fps: float,
                  frame_size: tuple[int, int], level: int, flow: FlowConfig | None = None,
-                 region_size: int = 6) -> None:
+                 grid: RegionGrid | None = None) -> None:
         if not 0 <= level < tables.levels:
             raise ValueError(f"level must be in [0, {tables.levels - 1}], got {level}")
-        super().__init__(tables, config, source_fps, frame_size, flow, region_size)
+        super().__init__(tables, config, source_fps, frame_size, flow, grid)
         self.level = int(level)
 
     def _levels_prime(self) -> np.ndarray:
-        shape = region_grid_shape(self.height, self.width, self.region_size)
-        return np.full(shape, self.level, dtype=np.int64)
+        return np.full(self.grid.shape, self.level, dtype=np.int64)
 
     def _residual_levels(self, index: int, frame: np.ndarray, original: tuple[np.ndarray, ...],
-                         lp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+                         lp: np.ndarray, planes: tuple[np.ndarray, ...] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
         return lp, None
 
 

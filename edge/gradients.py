@@ -11,6 +11,7 @@ cross-entropy against the argmax of the model's own logits; with true labels it 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge.models.base import IGNORE_INDEX, StreamingSegmenter
+from edge.models.base import IGNORE_INDEX, StreamingSegmenter, class_labels
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 
 
@@ -70,24 +71,39 @@ def coefficient_gradients(model: StreamingSegmenter, coeffs: Sequence[np.ndarray
     param = next(model.parameters())
     coef = [torch.tensor(np.asarray(c), dtype=dtype, device=param.device, requires_grad=True)
             for c in coeffs]
-    rgb = coeffs_to_rgb_torch(*coef, height, width).unsqueeze(0).to(param.dtype)
     if state is None:
         state = model.initial_state()
-    logits, next_state = model.step(rgb, state)
-    predicted = logits.detach().argmax(dim=1)
-    if not logits.requires_grad:
-        raise ValueError(f"{type(model).__name__}: its logits carry no gradient; STAC's "
-                         "gradients (§IV) need a model differentiable w.r.t. its input frame")
-    if labels is None:  # Q_F: the model's own argmax, any number of classes, nothing void
-        loss = F.cross_entropy(logits, predicted)
-    else:  # Q_T: true CamVid labels, void ignored
-        target = torch.as_tensor(np.asarray(labels, np.int64), device=logits.device)
-        loss = F.cross_entropy(logits, target.unsqueeze(0), ignore_index=IGNORE_INDEX)
-    grads = torch.autograd.grad(loss, coef, allow_unused=True)
+    with _frozen(model):  # no graph to the weights: only the coefficients need gradients
+        rgb = coeffs_to_rgb_torch(*coef, height, width).unsqueeze(0).to(param.dtype)
+        logits, next_state = model.step(rgb, state)
+        if not logits.requires_grad:
+            raise ValueError(f"{type(model).__name__}: its logits carry no gradient; STAC's "
+                             "gradients (§IV) need a model differentiable w.r.t. its input frame")
+        seg = class_labels(logits)
+        if labels is None:  # Q_F: the model's own argmax, any number of classes, nothing void
+            loss = F.cross_entropy(logits, torch.from_numpy(seg).to(logits.device).unsqueeze(0))
+        else:  # Q_T: true CamVid labels, void ignored
+            target = torch.as_tensor(np.asarray(labels, np.int64), device=logits.device)
+            loss = F.cross_entropy(logits, target.unsqueeze(0), ignore_index=IGNORE_INDEX)
+        grads = torch.autograd.grad(loss, coef, allow_unused=True)
     if all(g is None for g in grads):
         raise ValueError(f"{type(model).__name__}: its logits do not depend differentiably on "
                          "the input frame; STAC's gradients (§IV) need a differentiable model")
     y, cb, cr = (np.zeros(c.shape, np.float32) if g is None else g.detach().cpu().numpy()
                  for g, c in zip(grads, coef, strict=True))
-    seg = predicted[0].cpu().numpy().astype(np.uint8)
-    return DCTGradients(y=y, cb=cb, cr=cr, labels=seg, loss=float(loss.detach())), next_state
+    return DCTGradients(y=y, cb=cb, cr=cr, labels=seg.astype(np.uint8),
+                        loss=float(loss.detach())), next_state
+
+
+@contextmanager
+def _frozen(model: torch.nn.Module):
+    """Parameters with requires_grad off for the duration (restored after): autograd then
+    records no weight gradients, the same input gradients."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -13,35 +13,31 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stac.codec.quant import expand_levels, region_grid_shape
-
-REGION_SIZE = 6
+from stac.regions import REGION_SIZE, RegionGrid
 
 
-def block_regions(n_by: int, n_bx: int, grid: tuple[int, int], region_size: int,
-                  chroma: bool = False) -> np.ndarray:
-    """(n_by, n_bx) row-major region index of every 4x4 block of a (luma or chroma) plane,
-    by the codec's rule (a chroma block belongs to the region of its top-left luma block)."""
-    ids = np.arange(grid[0] * grid[1]).reshape(grid)
-    return expand_levels(ids, n_by, n_bx, region_size, chroma=chroma)
+def _grid(height: int, width: int, region_size: int, grid: RegionGrid | None) -> RegionGrid:
+    return RegionGrid(width, height, region_size) if grid is None else grid
 
 
 def region_gradient_sums(grads: Sequence[np.ndarray], height: int, width: int,
-                         region_size: int = REGION_SIZE) -> np.ndarray:
+                         region_size: int = REGION_SIZE,
+                         grid: RegionGrid | None = None) -> np.ndarray:
     """(rows, cols, 3, 16): sum of |g_s| per region, component (Y, Cb, Cr) and frequency."""
     if len(grads) != 3:
         raise ValueError(f"expected Y, Cb, Cr gradient arrays, got {len(grads)}")
-    grid = region_grid_shape(height, width, region_size)
-    out = np.empty((grid[0] * grid[1], 3, 16))
+    grid = _grid(height, width, region_size, grid)
+    rows, cols = grid.shape
+    out = np.empty((grid.count, 3, 16))
     for c, g in enumerate(grads):  # three planes, not a loop over blocks
         g = np.asarray(g)
         if g.ndim != 3 or g.shape[2] != 16:
             raise ValueError(f"gradient plane {c} must be shaped (nby, nbx, 16), got {g.shape}")
-        region = block_regions(g.shape[0], g.shape[1], grid, region_size, chroma=c > 0)
+        region = grid.block_regions(g.shape[0], g.shape[1], chroma=c > 0)
         keys = (region[:, :, None] * 16 + np.arange(16)).ravel()
         out[:, c] = np.bincount(keys, weights=np.abs(g).ravel(),
                                 minlength=out.shape[0] * 16).reshape(-1, 16)
-    return out.reshape(grid[0], grid[1], 3, 16)
+    return out.reshape(rows, cols, 3, 16)
 
 
 def worst_case_increments(sums: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -52,24 +48,27 @@ def worst_case_increments(sums: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return 0.5 * np.einsum("rkcn,lcn->rkl", sums, steps)
 
 
-def region_budgets(B: float, height: int, width: int,
-                   region_size: int = REGION_SIZE) -> np.ndarray:
+def region_budgets(B: float, height: int, width: int, region_size: int = REGION_SIZE,
+                   grid: RegionGrid | None = None) -> np.ndarray:
     """(rows, cols): B_r = B x (pixels in region) / (pixels in frame) (§IV-B)."""
-    side = 4 * region_size
-    rows, cols = region_grid_shape(height, width, region_size)
-    hs = np.minimum(side, height - side * np.arange(rows))
-    ws = np.minimum(side, width - side * np.arange(cols))
-    return B * np.outer(hs, ws) / (height * width)
+    grid = _grid(height, width, region_size, grid)
+    return B * grid.pixel_counts() / (grid.height * grid.width)
 
 
 def select_levels(grads: Sequence[np.ndarray], steps: np.ndarray, B: float, height: int,
-                  width: int, region_size: int = REGION_SIZE) -> np.ndarray:
+                  width: int, region_size: int = REGION_SIZE,
+                  grid: RegionGrid | None = None) -> np.ndarray:
     """Algorithm 1: (rows, cols) int levels, per region argmin_l |dQ_max(r, l) - B_r|.
 
     Ties go to the lower (finer) level, as the paper's strict `<` in line 9 keeps the first.
+    `grid` is the stream's region grid (default: `height` x `width` with `region_size`).
     """
     if not B > 0:
         raise ValueError(f"B must be > 0, got {B}")
-    dq = worst_case_increments(region_gradient_sums(grads, height, width, region_size), steps)
-    budget = region_budgets(B, height, width, region_size)
+    grid = _grid(height, width, region_size, grid)
+    if (grid.height, grid.width) != (height, width):
+        raise ValueError(f"a {width}x{height} frame does not match the region grid of "
+                         f"{grid.width}x{grid.height} frames")
+    dq = worst_case_increments(region_gradient_sums(grads, height, width, grid=grid), steps)
+    budget = region_budgets(B, height, width, grid=grid)
     return np.abs(dq - budget[:, :, None]).argmin(axis=2).astype(np.int16)

@@ -25,19 +25,21 @@ from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
 from stac.codec.transform import planes_to_coeffs
 from stac.protocol import Config, Feedback, Keyframe
+from stac.regions import RegionGrid
 
 
 class StacEdge(EdgeAgent):
     """Edge agent of scheme `stac`: one object per connected device."""
 
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
-                 region_size: int = 6, schedule: Mapping[int, float] | None = None) -> None:
+                 grid: RegionGrid | None = None,
+                 schedule: Mapping[int, float] | None = None) -> None:
         if not config["B"] > 0:
             raise ValueError(f"STAC needs a loss-increment bound B > 0, got {config['B']}")
         self.model = model
         self.tables = tables
         self.config = config
-        self.region_size = region_size
+        self.grid = grid  # the stream's region grid; None: the first keyframe's size, 6x6 blocks
         self.schedule = dict(schedule or {})
         if any(not fps > 0 for fps in self.schedule.values()):
             raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
@@ -51,8 +53,10 @@ class StacEdge(EdgeAgent):
         h, w = planes[0].shape
         grads, self._state = coefficient_gradients(self.model, planes_to_coeffs(*planes), h, w,
                                                    self._state)
+        if self.grid is None:
+            self.grid = RegionGrid(w, h)
         levels = select_levels(grads.planes, self.tables.steps, self.config["B"], h, w,
-                               self.region_size)
+                               grid=self.grid)
         self.last_levels = levels
         feedback = Feedback(index=keyframe.index, segmentation=encode_labels(grads.labels),
                             levels=encode_labels(levels.astype(np.uint8)))

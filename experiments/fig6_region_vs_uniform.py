@@ -31,11 +31,12 @@ from tqdm import tqdm
 
 from edge.gradients import dct_gradients
 from edge.models.registry import resolve_model
-from edge.selection import block_regions, select_levels
+from edge.selection import select_levels
 from edge.tables import tables_for
-from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise, region_grid_shape, size_model
+from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise, size_model
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 from stac.frames import open_source
+from stac.regions import RegionGrid
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,12 +160,12 @@ def main() -> None:
             grads, _ = dct_gradients(model, rgb)
             g = grads.planes
             coeffs = rgb_to_coeffs(rgb)
-            grid = region_grid_shape(h, w)
-            region = [block_regions(c.shape[0], c.shape[1], grid, 6, chroma=i > 0)
+            grid = RegionGrid(w, h)
+            region = [grid.block_regions(c.shape[0], c.shape[1], chroma=i > 0)
                       for i, c in enumerate(coeffs)]
             blocks = np.array([c.shape[0] * c.shape[1] for c in coeffs], np.float64)
             for B in bounds:
-                lv = select_levels(g, t.steps, B, h, w).ravel()
+                lv = select_levels(g, t.steps, B, h, w, grid=grid).ravel()
                 steps_s = [t.steps[lv[r], i] for i, r in enumerate(region)]
                 target = sum(float(np.log(q).sum()) for q in steps_s)
                 B_u = equal_size_bound(target, unit, blocks, q_min, q_max)

@@ -55,7 +55,7 @@ CLIPS = {"bikes": ("default", None),
 class NoResidualLevels(StacDevice):
     """STAC's device without Eq. 7: every region at its propagated level l' (§V-B only)."""
 
-    def _residual_levels(self, index, frame, original, lp):
+    def _residual_levels(self, index, frame, original, lp, planes=None):
         return lp, None
 
 
@@ -87,10 +87,12 @@ class ShrunkLevels(StacDevice):
         m = p.mean()
         return np.clip(np.rint(m + self.rho * (p - m)), 0, self.tables.levels - 1).astype(p.dtype)
 
-    def _residual_levels(self, index, frame, original, lp):
+    def _residual_levels(self, index, frame, original, lp, planes=None):
         if self._newest is not None:
             self._propagated[index] = self._newest.astype(np.float64)
-        return super()._residual_levels(index, frame, original, lp) if self.eq7 else (lp, None)
+        if not self.eq7:
+            return lp, None
+        return super()._residual_levels(index, frame, original, lp, planes)
 
     def on_feedback(self, feedback):
         x = self._propagated.pop(feedback.index, None)

@@ -7,25 +7,39 @@ import importlib
 import sys
 
 # Each module defines `register(subparsers)`, adding its parser with `set_defaults(func=...)`;
-# `func(args)` returns the process exit code.
-COMMAND_MODULES = (
-    "stac.commands.run",
-    "stac.commands.traces",
-    "stac.commands.models",
-    "stac.commands.emulate",
-    "stac.commands.tables",
-)
+# `func(args)` returns the process exit code. Only the chosen command's module is imported
+# (a module may import torch and the models): the others are listed by name and help alone,
+# which tests/test_run_cli.py checks against each module's own parser.
+COMMANDS = {
+    "run": ("stac.commands.run", "simulate a scheme on a video over a bandwidth trace"),
+    "traces": ("stac.commands.traces", "import, summarise and synthesise bandwidth traces"),
+    "models": ("stac.commands.models", "list, train and evaluate edge models"),
+    "emulate": ("stac.commands.emulate",
+                "run an edge and N devices as processes over loopback TCP"),
+    "tables": ("stac.commands.tables", "STAC's gradient-derived quantisation tables"),
+}
+COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command's full parser, or (`command` given) with only that
+    command's full parser and the others by name and help (nothing else imported)."""
     parser = argparse.ArgumentParser(
         prog="stac-sim",
         description="Simulate and emulate edge-assisted video streaming for semantic segmentation.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
+
+
+def _command(argv: list[str]) -> str:
+    """The command named in `argv` ("" when none: the top-level parser answers)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -46,7 +60,8 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(build_parser(), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(build_parser(_command(argv)), argv)
     return int(args.func(args) or 0)
 
 

@@ -116,3 +116,28 @@ def test_tables_and_region_maps():
 def test_size_model_counts_only_nonzero_levels():
     c = np.array([[64.0, 8.0, 4.0] + [0.0] * 13])
     assert np.isclose(size_model(c, np.full(16, 4.0))[0], 4 + 1 + 0)
+
+
+def test_numba_numpy_and_torch_dcts_agree():
+    """The codec's numba 4x4 kernels (`predict.fdct4`, `idct4`), the numpy transform of the
+    coefficient layout (`dct_blocks`, `idct_blocks`) and the torch twin used for gradients
+    (`coeffs_to_rgb_torch`) are one transform: same coefficients, same pixels."""
+    from stac.codec.predict import fdct4, idct4
+    from stac.codec.transform import dct_blocks, idct_blocks
+
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(-128, 128, (200, 16)).astype(np.float64)
+    ours = dct_blocks(blocks)
+    for b, want in zip(blocks, ours, strict=True):
+        a = b.copy()
+        fdct4(a)
+        np.testing.assert_allclose(a, want, atol=1e-9)
+        idct4(a)
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    np.testing.assert_allclose(idct_blocks(ours), blocks, atol=1e-9)
+    # torch: the same coefficients decode to the numpy pixels
+    planes = [rng.integers(0, 256, shape).astype(np.float64) for shape in
+              ((8, 16), (4, 8), (4, 8))]
+    coeffs = [dct_blocks(blockify(p - 128.0)) for p in planes]
+    got = coeffs_to_rgb_torch(*(torch.tensor(c) for c in coeffs), 8, 16).numpy()
+    np.testing.assert_allclose(got, coeffs_to_rgb(*coeffs, 8, 16), atol=1e-9)

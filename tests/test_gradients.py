@@ -93,3 +93,26 @@ def test_bad_input(frame):
         dct_gradients(model, frame.astype(np.float32))
     with pytest.raises(ValueError, match="do not match"):
         dct_gradients(model, frame, labels=np.zeros((3, 3)))
+
+
+def test_class_labels_equal_torch_argmax_with_ties():
+    """The numpy argmax over classes is torch's argmax over dim 1 (first maximum on ties)."""
+    from edge.models.base import class_labels
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 12, 37, 53)
+    logits[0, 7] = logits[0, 2]  # exact ties between classes 2 and 7 everywhere
+    logits[0, :, :5] = 0.0  # all classes tie on the first rows
+    want = logits.argmax(1)[0].numpy()
+    assert np.array_equal(class_labels(logits), want)
+    assert np.all(class_labels(logits)[:5] == 0)
+
+
+def test_gradients_leave_the_models_parameters_as_they_were(untrained_drn):
+    """The step runs with the weights frozen (no graph to them) and restores the flags."""
+    flags = [p.requires_grad for p in untrained_drn.parameters()]
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    grads, _ = dct_gradients(untrained_drn, frame)
+    assert [p.requires_grad for p in untrained_drn.parameters()] == flags
+    assert all(p.grad is None for p in untrained_drn.parameters())
+    assert np.abs(grads.y).sum() > 0

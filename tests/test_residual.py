@@ -215,3 +215,54 @@ def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, shared
     with pytest.raises(ValueError, match="residual must be"):
         agent.StacDevice(tables, Config.of({"B": 1.0, "fps": 30.0}), source_fps=30.0,
                          frame_size=(W, H), residual="warp")
+
+
+def numpy_walk(res, region, bins, table, level, threshold, deadzone):
+    """The vectorised numpy search the numba `_search` replaced (issue 15), kept as the
+    reference: all regions step together, each 7a sum a `bincount` in coefficient order."""
+    num, count = table.shape[0], threshold.size
+
+    def error(lv):
+        q = table[lv[region], bins]
+        e = np.abs(res - dequantise(quantise(res, q, deadzone), q))
+        return np.bincount(region, weights=e, minlength=count)
+
+    level = level.copy()
+    ok = error(level) <= threshold
+    up = ok & (level < num - 1)
+    while up.any():
+        good = up & (error(level + up) <= threshold)
+        level += good
+        up = good & (level < num - 1)
+    down = ~ok & (level > 0)
+    while down.any():
+        level -= down
+        found = down & (error(level) <= threshold)
+        ok |= found
+        down &= ~found & (level > 0)
+    return level, ok, error(level)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numba_search_is_bit_identical_to_the_numpy_search(seed):
+    """Same levels, same 7a outcome and the very same error sums (==, not approximately) as
+    the numpy walk, on real frames of the default clip with random l' and starts."""
+    from device.residual import _Flat, _search
+    from stac.frames import default_clip_path, open_video
+    from stac.regions import RegionGrid
+
+    rng = np.random.default_rng(seed)
+    frames = [f.rgb for f in open_video(default_clip_path(), size=(160, 120), max_frames=4)]
+    cur, prev = rgb_to_coeffs(frames[3]), rgb_to_coeffs(frames[0])
+    steps = default_tables().steps
+    flat = _Flat([c.shape for c in cur], RegionGrid(160, 120, R))
+    res = flat.vector([a - b for a, b in zip(cur, prev, strict=True)], "residual")
+    table = steps.reshape(steps.shape[0], 48)
+    threshold = rng.uniform(0, 3, flat.count) * flat.per_region(np.abs(res))
+    start = rng.integers(0, steps.shape[0], flat.count)
+    want = numpy_walk(res, flat.region, flat.bin, table, start, threshold, DEADZONE_INTER)
+    got = _search(res, flat.starts, flat.sizes, flat.bin, table, start, threshold,
+                  DEADZONE_INTER)
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+    assert 0 < want[1].sum() < flat.count  # both outcomes of 7a occur

@@ -91,6 +91,13 @@ class StreamingSegmenter(nn.Module):
                          height=height, width=width)
 
 
+def class_labels(logits: torch.Tensor) -> np.ndarray:
+    """(H, W) int64 class of each pixel of a (1, C, H, W) logit map: the first maximum over
+    classes, as `logits.argmax(1)[0]`, by numpy's argmax over the leading axis (several
+    times faster than torch's strided reduction over dim 1 of an NCHW tensor on a CPU)."""
+    return logits.detach()[0].cpu().numpy().argmax(axis=0)
+
+
 def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
             ) -> tuple[np.ndarray, Any]:
     """One streaming step of `model` on an RGB uint8 frame -> ((H, W) uint8 labels, state)."""
@@ -98,4 +105,4 @@ def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
     with torch.inference_mode():
         logits, state = model.step(x, state)
-    return logits.argmax(1)[0].to(torch.uint8).numpy(), state
+    return class_labels(logits).astype(np.uint8), state

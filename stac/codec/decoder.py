@@ -12,12 +12,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stac.codec import core
+from stac.codec import mb_decoder
 from stac.codec.bitstream import parse_header
 from stac.codec.color import ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
 from stac.codec.errors import BitstreamError
 from stac.codec.layout import FrameLayout
+from stac.codec.mb_common import FrameContext
 from stac.codec.quant import TableSet, default_tables
 from stac.codec.rangecoder import D_OVERREAD, dec_init, new_contexts, new_decoder_state
 from stac.codec.syntax import (
@@ -107,21 +108,9 @@ class Decoder:
         rec_y = np.zeros((ph, pw), dtype=np.uint8)
         rec_c = np.zeros((2, ph // 2, pw // 2), dtype=np.uint8)
         mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
-        err = core.decode_mbs(
-            ds,
-            payload,
-            probs,
-            header.intra,
-            ref_y,
-            ref_c,
-            rec_y,
-            rec_c,
-            tables.steps,
-            lvl_y,
-            lvl_c,
-            mbtype,
-            level_qps(tables.steps),
-        )
+        ctx = FrameContext(ref_y, ref_c, rec_y, rec_c, tables.steps, lvl_y, lvl_c, mbtype,
+                           level_qps(tables.steps))
+        err = mb_decoder.decode_mbs(ds, payload, probs, header.intra, ctx)
         if err != 0:
             raise BitstreamError(f"macroblock data: {_ERRORS.get(err, f'error {err}')}")
         self._ref = (header.frame_number, header.width, header.height, rec_y, rec_c)

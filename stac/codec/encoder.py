@@ -12,11 +12,12 @@ from functools import cached_property
 
 import numpy as np
 
-from stac.codec import core
+from stac.codec import mb_encoder
 from stac.codec.bitstream import MAX_DIM, MAX_REGION, FrameHeader
 from stac.codec.color import psnr, rgb_to_ycbcr420, ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
 from stac.codec.layout import FrameLayout
+from stac.codec.mb_common import EncoderInputs, FrameContext
 from stac.codec.quant import TableSet, check_level_map, default_tables, region_sum
 from stac.codec.rangecoder import (
     COST_TABLE,
@@ -129,7 +130,7 @@ class Encoder:
         self.tables = tables
 
     def inter_residual_coeffs(
-        self, rgb: np.ndarray, level: int = 30
+        self, rgb: np.ndarray, level: int = 30, planes: tuple | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """DCT coefficients of the residual frame (source - motion-compensated prediction from
         the current reference), per component, in the layout of `stac.codec.transform`.
@@ -137,6 +138,7 @@ class Encoder:
         For STAC §V-C (Eq. 7, 7a, 7b): with `quant.size_model` and `quant.region_sum` they give
         V''_r for every candidate level before the frame is encoded. Motion search uses the
         Lagrangian of table `level` (uniform). Nothing is encoded; the state is unchanged.
+        `planes` are the frame's `rgb_to_ycbcr420` planes when the caller has them already.
         """
         if self._ref is None:
             raise ValueError("no reference frame yet: the next frame is coded intra")
@@ -144,13 +146,13 @@ class Encoder:
         lay = self.layout
         if rgb.shape != (lay.height, lay.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 frame {(lay.height, lay.width, 3)}")
-        src_y, src_c = lay.pad_planes(*rgb_to_ycbcr420(rgb))
+        src_y, src_c = lay.pad_planes(*(rgb_to_ycbcr420(rgb) if planes is None else planes))
         lvl_y, _ = lay.level_arrays(self._level_map(level))
         lam = float(lay.lambdas(self.tables, lvl_y).mean())
         ref_y, ref_c = self._ref.y, self._ref.chroma
         pred_y = np.zeros_like(src_y, dtype=np.int64)
         pred_c = np.zeros_like(src_c, dtype=np.int64)
-        core.predict_frame(
+        mb_encoder.predict_frame(
             src_y, ref_y, ref_c, np.sqrt(lam), self.search_range, self.subpel, pred_y, pred_c
         )
         h8, w8 = -(-lay.height // 8) * 8, -(-lay.width // 8) * 8
@@ -220,29 +222,11 @@ class Encoder:
             size_blk = np.zeros((ph // 4, pw // 4))
             mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
             enc_level_map(es, out, probs, level_map)
-            core.encode_mbs(
-                es,
-                out,
-                probs,
-                COST_TABLE,
-                src_y,
-                src_c,
-                ref_y,
-                ref_c,
-                rec_y,
-                rec_c,
-                self.tables.steps,
-                lvl_y,
-                lvl_c,
-                lam,
-                intra,
-                self.search_range,
-                self.subpel,
-                bits_blk,
-                size_blk,
-                mbtype,
-                level_qps(self.tables.steps),
-            )
+            ctx = FrameContext(ref_y, ref_c, rec_y, rec_c, self.tables.steps, lvl_y, lvl_c,
+                               mbtype, level_qps(self.tables.steps))
+            inp = EncoderInputs(src_y, src_c, lam, bits_blk, size_blk)
+            mb_encoder.encode_mbs(es, out, probs, COST_TABLE, ctx, inp, intra, self.search_range,
+                                  self.subpel)
             enc_flush(es, out)
             if not es[E_OVERFLOW]:
                 break

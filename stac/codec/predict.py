@@ -182,6 +182,19 @@ def motion_compensate(ref, y0, x0, size, mvy, mvx, shift, pred):
     w10 = (one - fx) * fy
     w11 = fx * fy
     rnd = 1 << (2 * shift - 1)
+    if inside:  # no edge clamping needed: the same sums without the index clamps
+        for r in range(size):
+            ya = iy + r
+            for c in range(size):
+                xa = ix + c
+                v = (
+                    w00 * np.int64(ref[ya, xa])
+                    + w01 * np.int64(ref[ya, xa + 1])
+                    + w10 * np.int64(ref[ya + 1, xa])
+                    + w11 * np.int64(ref[ya + 1, xa + 1])
+                )
+                pred[r * size + c] = (v + rnd) >> (2 * shift)
+        return
     for r in range(size):
         ya = min(max(iy + r, 0), h - 1)
         yb = min(max(iy + r + 1, 0), h - 1)
@@ -213,6 +226,57 @@ def sad_int16(src, y0, x0, ref, ry, rx):
             xx = min(max(rx + c, 0), w - 1)
             s += abs(np.int64(src[y0 + r, x0 + c]) - np.int64(ref[yy, xx]))
     return s
+
+
+@njit(cache=True)
+def cost_int16(src, y0, x0, ref, ry, rx, extra, bound):
+    """SAD + `extra` of the 16x16 block at integer (ry, rx), as `sad_int16`; stops after a row
+    once the partial cost reaches `bound` (then the full cost could not be < `bound`: the
+    partial integer SADs and their rounded sums with `extra` never decrease)."""
+    h, w = ref.shape
+    if not (ry >= 0 and rx >= 0 and ry + 16 <= h and rx + 16 <= w):
+        return sad_int16(src, y0, x0, ref, ry, rx) + extra
+    s = 0
+    for r in range(16):
+        for c in range(16):
+            s += abs(np.int64(src[y0 + r, x0 + c]) - np.int64(ref[ry + r, rx + c]))
+        if s + extra >= bound:
+            return s + extra
+    return s + extra
+
+
+@njit(cache=True)
+def cost_subpel16(src, y0, x0, ref, qy, qx, extra, bound):
+    """SAD + `extra` of the 16x16 block against its quarter-pel prediction at (qy, qx) (as
+    `motion_compensate` then `sad_pred16`), stopping early as `cost_int16` does."""
+    h, w = ref.shape
+    iy = (4 * y0 + qy) >> 2
+    ix = (4 * x0 + qx) >> 2
+    fy = (4 * y0 + qy) & 3
+    fx = (4 * x0 + qx) & 3
+    if fy == 0 and fx == 0 or not (iy >= 0 and ix >= 0 and iy + 17 <= h and ix + 17 <= w):
+        pred = np.empty(256, dtype=np.int64)
+        motion_compensate(ref, y0, x0, 16, qy, qx, 2, pred)
+        return sad_pred16(src, y0, x0, pred) + extra
+    w00 = (4 - fx) * (4 - fy)
+    w01 = fx * (4 - fy)
+    w10 = (4 - fx) * fy
+    w11 = fx * fy
+    s = 0
+    for r in range(16):
+        ya = iy + r
+        for c in range(16):
+            xa = ix + c
+            v = (
+                w00 * np.int64(ref[ya, xa])
+                + w01 * np.int64(ref[ya, xa + 1])
+                + w10 * np.int64(ref[ya + 1, xa])
+                + w11 * np.int64(ref[ya + 1, xa + 1])
+            )
+            s += abs(np.int64(src[y0 + r, x0 + c]) - ((v + 8) >> 4))
+        if s + extra >= bound:
+            return s + extra
+    return s + extra
 
 
 @njit(cache=True)
@@ -294,9 +358,8 @@ def motion_search(
                 tx = best_x + dx
                 if abs(ty - cy) > search_range or abs(tx - cx) > search_range:
                     continue
-                cost = sad_int16(src, y0, x0, ref, y0 + ty, x0 + tx) + lam_m * (
-                    mv_bits_approx(4 * ty - mvp_y) + mv_bits_approx(4 * tx - mvp_x)
-                )
+                extra = lam_m * (mv_bits_approx(4 * ty - mvp_y) + mv_bits_approx(4 * tx - mvp_x))
+                cost = cost_int16(src, y0, x0, ref, y0 + ty, x0 + tx, extra, best)
                 if cost < best:
                     best = cost
                     best_y = ty
@@ -316,10 +379,8 @@ def motion_search(
                 dx = (-half, 0, half, -half, half, -half, 0, half)[d]
                 ty = cy0 + dy
                 tx = cx0 + dx
-                motion_compensate(ref, y0, x0, 16, ty, tx, 2, pred)
-                cost = sad_pred16(src, y0, x0, pred) + lam_m * (
-                    mv_bits_approx(ty - mvp_y) + mv_bits_approx(tx - mvp_x)
-                )
+                extra = lam_m * (mv_bits_approx(ty - mvp_y) + mv_bits_approx(tx - mvp_x))
+                cost = cost_subpel16(src, y0, x0, ref, ty, tx, extra, best)
                 if cost < best:
                     best = cost
                     qy = ty

@@ -41,12 +41,14 @@ class Stac(SchemeParams):
     def build(self, stream: Stream, model: StreamingSegmenter) -> Scheme:
         from device.stac_agent import StacDevice
         from edge.stac_agent import StacEdge
+        from stac.regions import RegionGrid
 
         tables = _tables(self.name, self.tables, model)
         start = self.config()
+        grid = RegionGrid.for_frame(stream.frame_size)  # one region grid, shared by both halves
         device = StacDevice(tables, start, source_fps=stream.source_fps,
-                            frame_size=stream.frame_size)
-        edge = StacEdge(model, tables, start, schedule=stream.schedule)
+                            frame_size=stream.frame_size, grid=grid)
+        edge = StacEdge(model, tables, start, grid=grid, schedule=stream.schedule)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
 
 

@@ -1,13 +1,8 @@
-"""Frame-level encoder and decoder loops of the codec (numba): macroblock mode decision,
-residual coding with per-block quantisation steps, and the macroblock syntax.
-
-Macroblocks (16x16 luma, 2 x 8x8 chroma) are coded in raster order. Intra macroblocks use
-4x4 luma intra prediction (mode predicted from the left/top blocks) and 8x8 chroma intra
-prediction; inter macroblocks one quarter-pel motion vector coded against the H.264 median
-predictor; skipped macroblocks reuse the predicted vector with no residual. The encoder picks
-the mode of least D + lambda * R (SSD, estimated bits from the live context state) and
-reconstructs exactly as `decode_mbs` does (closed loop); both end with the same in-loop
-deblocking filter (`stac.codec.deblock`).
+"""Encoder layer of the codec's macroblock loop (numba): mode decision (intra 4x4, inter
+with one quarter-pel vector, skip) by least D + lambda * R with bits estimated from the live
+context state, motion estimation, and writing each macroblock's syntax. The encoder
+reconstructs exactly as `mb_decoder.decode_mbs` does (closed loop); both end with the same
+in-loop deblocking filter.
 """
 
 from __future__ import annotations
@@ -18,21 +13,30 @@ import numpy as np
 from numba import njit
 
 from stac.codec.deblock import deblock_frame
+from stac.codec.mb_common import (
+    MB_INTER,
+    MB_INTRA,
+    MB_SKIP,
+    all_zero,
+    cbf_inc,
+    decimation_score,
+    mc_mb,
+    mv_predictor,
+    mvd_inc,
+    neighbour_count,
+    pred_intra_mode,
+    quantise_block,
+    reconstruct_block,
+)
 from stac.codec.predict import (
-    MODE_DC,
     N_INTRA_MODES,
     chroma8_pred,
-    fdct4,
-    idct4,
     intra4_pred,
-    motion_compensate,
     motion_search,
 )
 from stac.codec.quant import DEADZONE_INTER, DEADZONE_INTRA
 from stac.codec.rangecoder import (
-    D_OVERREAD,
     cost_bit,
-    dec_bit,
     enc_bit,
     enc_bits_used,
 )
@@ -47,104 +51,11 @@ from stac.codec.syntax import (
     CTX_I4_REM,
     CTX_INTRA_MB,
     CTX_SKIP,
-    ERR_INTRA_MODE,
-    ERR_MV_RANGE,
-    ERR_OK,
-    ERR_TRUNCATED,
-    ZIGZAG,
     cost_block,
     cost_mvd,
-    dec_block,
-    dec_mvd,
     enc_block,
     enc_mvd,
-    mvd_ctx_inc,
 )
-
-MB_INTRA, MB_INTER, MB_SKIP = 0, 1, 2
-MAX_MV = 1 << 14  # quarter-pels
-_DECIMATE_SCORE = np.array([3, 2, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)
-
-
-# ---- residual coding of one 4x4 block -------------------------------------------------------
-
-
-@njit(cache=True)
-def quantise_block(src16, pred16, steps, deadzone, lv, buf):
-    """Residual -> DCT -> dead-zone quantisation into lv (raster order); returns the paper's
-    size model of the block, sum of log2(|s|/q) over |s| >= q (Eq. 2, 7)."""
-    for i in range(16):
-        buf[i] = src16[i] - pred16[i]
-    fdct4(buf)
-    size = 0.0
-    for i in range(16):
-        ratio = abs(buf[i]) / steps[i]
-        if ratio >= 1.0:
-            size += math.log2(ratio)
-        q = np.int64(math.floor(ratio + deadzone))
-        lv[i] = -q if buf[i] < 0 else q
-    return size
-
-
-@njit(cache=True)
-def reconstruct_block(pred16, lv, steps, buf, out16):
-    """Dequantise -> inverse DCT -> add prediction -> clip: the decoder's reconstruction."""
-    nz = False
-    for i in range(16):
-        buf[i] = lv[i] * steps[i]
-        if lv[i] != 0:
-            nz = True
-    if not nz:
-        for i in range(16):
-            out16[i] = pred16[i]
-        return
-    idct4(buf)
-    for i in range(16):
-        v = pred16[i] + np.int64(math.floor(buf[i] + 0.5))
-        out16[i] = min(255, max(0, v))
-
-
-@njit(cache=True)
-def decimation_score(lv):
-    """H.264 JM-style score of a block with only +-1 levels (9 if any |level| > 1)."""
-    score = 0
-    run = 0
-    for i in range(16):
-        v = lv[ZIGZAG[i]]
-        if v == 0:
-            run += 1
-            continue
-        if abs(v) > 1:
-            return 9
-        score += _DECIMATE_SCORE[run]
-        run = 0
-    return score
-
-
-@njit(cache=True)
-def _all_zero(lv):
-    for k in range(lv.shape[0]):
-        for i in range(16):
-            if lv[k, i] != 0:
-                return False
-    return True
-
-
-@njit(cache=True)
-def _cbf_inc(nz, by, bx):
-    inc = 0
-    if bx > 0:
-        inc += nz[by, bx - 1]
-    if by > 0:
-        inc += nz[by - 1, bx]
-    return inc
-
-
-@njit(cache=True)
-def _pred_intra_mode(imode, by, bx):
-    ml = imode[by, bx - 1] if bx > 0 else -1
-    mt = imode[by - 1, bx] if by > 0 else -1
-    return min(ml if ml >= 0 else MODE_DC, mt if mt >= 0 else MODE_DC)
 
 
 @njit(cache=True)
@@ -168,52 +79,6 @@ def _cost_chroma_mode(probs, mode, cost_table):
         if b == 0:
             break
     return bits
-
-
-# ---- motion vector prediction ---------------------------------------------------------------
-
-
-@njit(cache=True)
-def mv_predictor(mbtype, mv, my, mx):
-    """H.264 median MV predictor from the left (A), top (B) and top-right (C, else top-left)."""
-    nmbx = mbtype.shape[1]
-    ay = 0
-    ax = 0
-    by_ = 0
-    bx_ = 0
-    cy = 0
-    cx = 0
-    a_av = mx > 0
-    b_av = my > 0
-    if my > 0 and mx + 1 < nmbx:
-        c_av = True
-        cmy, cmx = my - 1, mx + 1
-    elif my > 0 and mx > 0:
-        c_av = True
-        cmy, cmx = my - 1, mx - 1
-    else:
-        c_av = False
-        cmy, cmx = 0, 0
-    n_inter = 0
-    if a_av and mbtype[my, mx - 1] != MB_INTRA:
-        ay, ax = mv[my, mx - 1, 0], mv[my, mx - 1, 1]
-        n_inter += 1
-        last_y, last_x = ay, ax
-    if b_av and mbtype[my - 1, mx] != MB_INTRA:
-        by_, bx_ = mv[my - 1, mx, 0], mv[my - 1, mx, 1]
-        n_inter += 1
-        last_y, last_x = by_, bx_
-    if c_av and mbtype[cmy, cmx] != MB_INTRA:
-        cy, cx = mv[cmy, cmx, 0], mv[cmy, cmx, 1]
-        n_inter += 1
-        last_y, last_x = cy, cx
-    if a_av and not b_av and not c_av:
-        return ay, ax
-    if n_inter == 1:
-        return last_y, last_x
-    py = max(min(ay, by_), min(max(ay, by_), cy))
-    px = max(min(ax, bx_), min(max(ax, bx_), cx))
-    return py, px
 
 
 # ---- the encoder ----------------------------------------------------------------------------
@@ -258,7 +123,7 @@ def _intra_luma(
         gby = py // 4
         gbx = px // 4
         _luma_block_src(src, py, px, src16)
-        pm = _pred_intra_mode(imode, gby, gbx)
+        pm = pred_intra_mode(imode, gby, gbx)
         best_mode = -1
         best_cost = 0.0
         for m in range(N_INTRA_MODES):
@@ -285,7 +150,7 @@ def _intra_luma(
         modes_out[b] = best_mode
         imode[gby, gbx] = best_mode
         bits += _cost_intra_mode(probs, best_mode, pm, cost_table)
-        bits += cost_block(probs, lv, CAT_LUMA_INTRA, _cbf_inc(nz_y, gby, gbx), cost_table)
+        bits += cost_block(probs, lv, CAT_LUMA_INTRA, cbf_inc(nz_y, gby, gbx), cost_table)
         nz = 0
         for i in range(16):
             if lv[i] != 0:
@@ -367,7 +232,7 @@ def _cost_chroma_blocks(probs, lv, cat, nz_c, cy0, cx0, inter, cost_table):
                 probs,
                 lv[k],
                 cat,
-                _cbf_inc(nz_c[comp], cy0 // 4 + b // 2, cx0 // 4 + b % 2),
+                cbf_inc(nz_c[comp], cy0 // 4 + b // 2, cx0 // 4 + b % 2),
                 cost_table,
             )
     return bits
@@ -423,15 +288,6 @@ def _inter_luma(
 
 
 @njit(cache=True)
-def _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64):
-    motion_compensate(ref_y, y0, x0, 16, mvy, mvx, 2, pred_y)
-    for comp in range(2):
-        motion_compensate(ref_c[comp], y0 // 2, x0 // 2, 8, mvy, mvx, 3, tmp64)
-        for i in range(64):
-            pred_c[comp, i] = tmp64[i]
-
-
-@njit(cache=True)
 def _ssd_pred(src, src_c, y0, x0, pred_y, pred_c):
     s = 0.0
     for r in range(16):
@@ -447,26 +303,6 @@ def _ssd_pred(src, src_c, y0, x0, pred_y, pred_c):
 
 
 @njit(cache=True)
-def _neighbour_count(mbtype, my, mx, kind):
-    n = 0
-    if mx > 0 and mbtype[my, mx - 1] == kind:
-        n += 1
-    if my > 0 and mbtype[my - 1, mx] == kind:
-        n += 1
-    return n
-
-
-@njit(cache=True)
-def _mvd_inc(mvdabs, my, mx, comp):
-    s = 0
-    if mx > 0:
-        s += mvdabs[my, mx - 1, comp]
-    if my > 0:
-        s += mvdabs[my - 1, mx, comp]
-    return mvd_ctx_inc(s)
-
-
-@njit(cache=True)
 def _spread_bits(bits_blk, y0, x0, bits):
     share = bits / 16.0
     for r in range(4):
@@ -475,33 +311,14 @@ def _spread_bits(bits_blk, y0, x0, bits):
 
 
 @njit(cache=True)
-def encode_mbs(
-    es,
-    out,
-    probs,
-    cost_table,
-    src_y,
-    src_c,
-    ref_y,
-    ref_c,
-    rec_y,
-    rec_c,
-    tab,
-    lvl_y,
-    lvl_c,
-    lam_mb,
-    is_intra,
-    search_range,
-    subpel,
-    bits_blk,
-    size_blk,
-    mbtype,
-    qps,
-):
+def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, subpel):
     """Encode all macroblocks of a frame; writes the reconstruction into rec_y/rec_c, the real
     bits spent per luma 4x4 block into bits_blk (MB overhead spread evenly over its 16 blocks,
     chroma bits over the 4 luma blocks they cover), the size model of the coded coefficients
-    per luma block into size_blk (chroma likewise) and each MB's mode into mbtype."""
+    per luma block into size_blk (chroma likewise) and each MB's mode into mbtype.
+    `ctx` is the frame's `FrameContext`, `inp` its `EncoderInputs`."""
+    src_y, src_c, lam_mb, bits_blk, size_blk = inp
+    ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype, qps = ctx
     h, w = src_y.shape
     nmby = h // 16
     nmbx = w // 16
@@ -552,7 +369,7 @@ def encode_mbs(
             if not is_intra:
                 # -- early skip (as x264): the skip residual quantises to nothing --
                 mvp_y, mvp_x = mv_predictor(mbtype, mv, my, mx)
-                _mc_mb(ref_y, ref_c, y0, x0, mvp_y, mvp_x, skip_y, skip_c, tmp64)
+                mc_mb(ref_y, ref_c, y0, x0, mvp_y, mvp_x, skip_y, skip_c, tmp64)
                 _inter_luma(
                     src_y,
                     skip_y,
@@ -586,7 +403,7 @@ def encode_mbs(
                     rec16,
                     buf,
                 )
-                early_skip = _all_zero(lv_p) and _all_zero(lvc_p)
+                early_skip = all_zero(lv_p) and all_zero(lvc_p)
                 if early_skip:
                     mode = MB_SKIP
             if not early_skip:
@@ -659,11 +476,11 @@ def encode_mbs(
                 )
                 if not is_intra:
                     bits_i += cost_bit(
-                        probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
+                        probs, CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
                     )
                     bits_i += cost_bit(
                         probs,
-                        CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA),
+                        CTX_INTRA_MB + neighbour_count(mbtype, my, mx, MB_INTRA),
                         1,
                         cost_table,
                     )
@@ -671,7 +488,7 @@ def encode_mbs(
                     # -- skip candidate --
                     ssd_s = _ssd_pred(src_y, src_c, y0, x0, skip_y, skip_c)
                     bits_s = cost_bit(
-                        probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 1, cost_table
+                        probs, CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP), 1, cost_table
                     )
                     j_skip = ssd_s + lam * bits_s
                     # -- inter candidate --
@@ -705,7 +522,7 @@ def encode_mbs(
                         subpel,
                         pred_y,
                     )
-                    _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64)
+                    mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64)
                     ssd_p = _inter_luma(
                         src_y,
                         pred_y,
@@ -740,25 +557,25 @@ def encode_mbs(
                         buf,
                     )
                     bits_p = cost_bit(
-                        probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
+                        probs, CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
                     )
                     bits_p += cost_bit(
                         probs,
-                        CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA),
+                        CTX_INTRA_MB + neighbour_count(mbtype, my, mx, MB_INTRA),
                         0,
                         cost_table,
                     )
                     bits_p += cost_mvd(
-                        probs, 0, mvy - mvp_y, _mvd_inc(mvdabs, my, mx, 0), cost_table
+                        probs, 0, mvy - mvp_y, mvd_inc(mvdabs, my, mx, 0), cost_table
                     )
                     bits_p += cost_mvd(
-                        probs, 1, mvx - mvp_x, _mvd_inc(mvdabs, my, mx, 1), cost_table
+                        probs, 1, mvx - mvp_x, mvd_inc(mvdabs, my, mx, 1), cost_table
                     )
                     for b in range(16):
                         gby = y0 // 4 + b // 4
                         gbx = x0 // 4 + b % 4
                         bits_p += cost_block(
-                            probs, lv_p[b], CAT_LUMA_INTER, _cbf_inc(nz_y, gby, gbx), cost_table
+                            probs, lv_p[b], CAT_LUMA_INTER, cbf_inc(nz_y, gby, gbx), cost_table
                         )
                     bits_p += _cost_chroma_blocks(
                         probs, lvc_p, CAT_CHROMA_INTER, nz_c, cy0, cx0, 1, cost_table
@@ -807,7 +624,7 @@ def encode_mbs(
                     es,
                     out,
                     probs,
-                    CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP),
+                    CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP),
                     1 if mode == MB_SKIP else 0,
                 )
                 if mode != MB_SKIP:
@@ -815,7 +632,7 @@ def encode_mbs(
                         es,
                         out,
                         probs,
-                        CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA),
+                        CTX_INTRA_MB + neighbour_count(mbtype, my, mx, MB_INTRA),
                         1 if mode == MB_INTRA else 0,
                     )
             if mode == MB_SKIP:
@@ -842,7 +659,7 @@ def encode_mbs(
                     gby = y0 // 4 + b // 4
                     gbx = x0 // 4 + b % 4
                     t0 = enc_bits_used(es)
-                    pm = _pred_intra_mode(imode, gby, gbx)
+                    pm = pred_intra_mode(imode, gby, gbx)
                     m = modes_i[b]
                     imode[gby, gbx] = m
                     if m == pm:
@@ -854,7 +671,7 @@ def encode_mbs(
                         if rr > 0:
                             enc_bit(es, out, probs, CTX_I4_REM + 1, 1 if rr > 1 else 0)
                     nz_y[gby, gbx] = enc_block(
-                        es, out, probs, lv_i[b], CAT_LUMA_INTRA, _cbf_inc(nz_y, gby, gbx)
+                        es, out, probs, lv_i[b], CAT_LUMA_INTRA, cbf_inc(nz_y, gby, gbx)
                     )
                     bits_blk[gby, gbx] += enc_bits_used(es) - t0
                 t0 = enc_bits_used(es)
@@ -871,8 +688,8 @@ def encode_mbs(
                 t0 = enc_bits_used(es)
                 dy = mvy - mvp_y
                 dx = mvx - mvp_x
-                enc_mvd(es, out, probs, 0, dy, _mvd_inc(mvdabs, my, mx, 0))
-                enc_mvd(es, out, probs, 1, dx, _mvd_inc(mvdabs, my, mx, 1))
+                enc_mvd(es, out, probs, 0, dy, mvd_inc(mvdabs, my, mx, 0))
+                enc_mvd(es, out, probs, 1, dx, mvd_inc(mvdabs, my, mx, 1))
                 mv[my, mx, 0] = mvy
                 mv[my, mx, 1] = mvx
                 mvdabs[my, mx, 0] = abs(dy)
@@ -883,7 +700,7 @@ def encode_mbs(
                     gbx = x0 // 4 + b % 4
                     t0 = enc_bits_used(es)
                     nz_y[gby, gbx] = enc_block(
-                        es, out, probs, lv_p[b], CAT_LUMA_INTER, _cbf_inc(nz_y, gby, gbx)
+                        es, out, probs, lv_p[b], CAT_LUMA_INTER, cbf_inc(nz_y, gby, gbx)
                     )
                     bits_blk[gby, gbx] += enc_bits_used(es) - t0
                 lvc = lvc_p
@@ -905,7 +722,7 @@ def encode_mbs(
                 if coded:
                     t0 = enc_bits_used(es)
                     nz_c[comp, cby, cbx] = enc_block(
-                        es, out, probs, lvc[k], ccat, _cbf_inc(nz_c[comp], cby, cbx)
+                        es, out, probs, lvc[k], ccat, cbf_inc(nz_c[comp], cby, cbx)
                     )
                     share = (enc_bits_used(es) - t0) / 4.0
                     for r in range(2):
@@ -915,180 +732,6 @@ def encode_mbs(
                     nz_c[comp, cby, cbx] = 0
             mbtype[my, mx] = mode
     deblock_frame(rec_y, rec_c, mbtype, mv, nz_y, lvl_y, lvl_c, qps)
-
-
-# ---- the decoder ----------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def decode_mbs(
-    ds, buf, probs, is_intra, ref_y, ref_c, rec_y, rec_c, tab, lvl_y, lvl_c, mbtype, qps
-):
-    """Decode all macroblocks of a frame into rec_y/rec_c; returns an error code (0 = ok)."""
-    h, w = rec_y.shape
-    nmby = h // 16
-    nmbx = w // 16
-    nz_y = np.zeros((h // 4, w // 4), dtype=np.int64)
-    nz_c = np.zeros((2, h // 8, w // 8), dtype=np.int64)
-    imode = np.full((h // 4, w // 4), -1, dtype=np.int64)
-    mv = np.zeros((nmby, nmbx, 2), dtype=np.int64)
-    mvdabs = np.zeros((nmby, nmbx, 2), dtype=np.int64)
-    lv = np.zeros(16, dtype=np.int64)
-    pred16 = np.zeros(16, dtype=np.int64)
-    rec16 = np.zeros(16, dtype=np.int64)
-    pred_y = np.zeros(256, dtype=np.int64)
-    pred_c = np.zeros((2, 64), dtype=np.int64)
-    tmp64 = np.zeros(64, dtype=np.int64)
-    fbuf = np.zeros(16, dtype=np.float64)
-    for my in range(nmby):
-        for mx in range(nmbx):
-            if ds[D_OVERREAD] > 0:
-                return ERR_TRUNCATED
-            y0 = 16 * my
-            x0 = 16 * mx
-            cy0 = 8 * my
-            cx0 = 8 * mx
-            mode = MB_INTRA
-            if not is_intra:
-                if dec_bit(ds, buf, probs, CTX_SKIP + _neighbour_count(mbtype, my, mx, MB_SKIP)):
-                    mode = MB_SKIP
-                elif (
-                    dec_bit(
-                        ds, buf, probs, CTX_INTRA_MB + _neighbour_count(mbtype, my, mx, MB_INTRA)
-                    )
-                    == 0
-                ):
-                    mode = MB_INTER
-            if mode == MB_INTRA:
-                mv[my, mx, 0] = 0
-                mv[my, mx, 1] = 0
-                mvdabs[my, mx, 0] = 0
-                mvdabs[my, mx, 1] = 0
-                for b in range(16):
-                    py = y0 + 4 * (b // 4)
-                    px = x0 + 4 * (b % 4)
-                    gby = py // 4
-                    gbx = px // 4
-                    pm = _pred_intra_mode(imode, gby, gbx)
-                    if dec_bit(ds, buf, probs, CTX_I4_FLAG):
-                        m = pm
-                    else:
-                        rr = dec_bit(ds, buf, probs, CTX_I4_REM)
-                        if rr:
-                            rr += dec_bit(ds, buf, probs, CTX_I4_REM + 1)
-                        m = rr if rr < pm else rr + 1
-                    imode[gby, gbx] = m
-                    if not intra4_pred(rec_y, py, px, m, pred16):
-                        return ERR_INTRA_MODE
-                    nz, err = dec_block(
-                        ds, buf, probs, lv, CAT_LUMA_INTRA, _cbf_inc(nz_y, gby, gbx)
-                    )
-                    if err != 0:
-                        return err
-                    nz_y[gby, gbx] = nz
-                    reconstruct_block(pred16, lv, tab[lvl_y[gby, gbx], 0], fbuf, rec16)
-                    for r in range(4):
-                        for c in range(4):
-                            rec_y[py + r, px + c] = rec16[4 * r + c]
-                cm = 0
-                while cm < 3 and dec_bit(ds, buf, probs, CTX_CHROMA_MODE + cm) == 1:
-                    cm += 1
-                if not chroma8_pred(rec_c[0], cy0, cx0, cm, pred_c[0]):
-                    return ERR_INTRA_MODE
-                chroma8_pred(rec_c[1], cy0, cx0, cm, pred_c[1])
-                ccat = CAT_CHROMA_INTRA
-                inter = 0
-            else:
-                for r in range(4):
-                    for c in range(4):
-                        imode[y0 // 4 + r, x0 // 4 + c] = -1
-                mvp_y, mvp_x = mv_predictor(mbtype, mv, my, mx)
-                if mode == MB_SKIP:
-                    mvy, mvx = mvp_y, mvp_x
-                    mvdabs[my, mx, 0] = 0
-                    mvdabs[my, mx, 1] = 0
-                else:
-                    dy, err = dec_mvd(ds, buf, probs, 0, _mvd_inc(mvdabs, my, mx, 0))
-                    if err != 0:
-                        return err
-                    dx, err = dec_mvd(ds, buf, probs, 1, _mvd_inc(mvdabs, my, mx, 1))
-                    if err != 0:
-                        return err
-                    mvy = mvp_y + dy
-                    mvx = mvp_x + dx
-                    if abs(mvy) > MAX_MV or abs(mvx) > MAX_MV:
-                        return ERR_MV_RANGE
-                    mvdabs[my, mx, 0] = abs(dy)
-                    mvdabs[my, mx, 1] = abs(dx)
-                mv[my, mx, 0] = mvy
-                mv[my, mx, 1] = mvx
-                _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64)
-                if mode == MB_SKIP:
-                    for r in range(16):
-                        for c in range(16):
-                            rec_y[y0 + r, x0 + c] = pred_y[16 * r + c]
-                    for comp in range(2):
-                        for r in range(8):
-                            for c in range(8):
-                                rec_c[comp, cy0 + r, cx0 + c] = pred_c[comp, 8 * r + c]
-                    for r in range(4):
-                        for c in range(4):
-                            nz_y[y0 // 4 + r, x0 // 4 + c] = 0
-                    for comp in range(2):
-                        for r in range(2):
-                            for c in range(2):
-                                nz_c[comp, cy0 // 4 + r, cx0 // 4 + c] = 0
-                    mbtype[my, mx] = MB_SKIP
-                    continue
-                for b in range(16):
-                    by = b // 4
-                    bx = b % 4
-                    gby = y0 // 4 + by
-                    gbx = x0 // 4 + bx
-                    nz, err = dec_block(
-                        ds, buf, probs, lv, CAT_LUMA_INTER, _cbf_inc(nz_y, gby, gbx)
-                    )
-                    if err != 0:
-                        return err
-                    nz_y[gby, gbx] = nz
-                    for r in range(4):
-                        for c in range(4):
-                            pred16[4 * r + c] = pred_y[16 * (4 * by + r) + 4 * bx + c]
-                    reconstruct_block(pred16, lv, tab[lvl_y[gby, gbx], 0], fbuf, rec16)
-                    for r in range(4):
-                        for c in range(4):
-                            rec_y[y0 + 4 * by + r, x0 + 4 * bx + c] = rec16[4 * r + c]
-                ccat = CAT_CHROMA_INTER
-                inter = 1
-            coded = dec_bit(ds, buf, probs, CTX_CHROMA_CODED + inter)
-            for k in range(8):
-                comp = k // 4
-                b = k % 4
-                oy = 4 * (b // 2)
-                ox = 4 * (b % 2)
-                cby = cy0 // 4 + b // 2
-                cbx = cx0 // 4 + b % 2
-                if coded:
-                    nz, err = dec_block(ds, buf, probs, lv, ccat, _cbf_inc(nz_c[comp], cby, cbx))
-                    if err != 0:
-                        return err
-                else:
-                    nz = 0
-                    for i in range(16):
-                        lv[i] = 0
-                nz_c[comp, cby, cbx] = nz
-                for r in range(4):
-                    for c in range(4):
-                        pred16[4 * r + c] = pred_c[comp, 8 * (oy + r) + ox + c]
-                reconstruct_block(pred16, lv, tab[lvl_c[cby, cbx], 1 + comp], fbuf, rec16)
-                for r in range(4):
-                    for c in range(4):
-                        rec_c[comp, cy0 + oy + r, cx0 + ox + c] = rec16[4 * r + c]
-            mbtype[my, mx] = mode
-    if ds[D_OVERREAD] > 0:
-        return ERR_TRUNCATED
-    deblock_frame(rec_y, rec_c, mbtype, mv, nz_y, lvl_y, lvl_c, qps)
-    return ERR_OK
 
 
 # ---- motion-compensated prediction alone (for the size model of residual frames) -------------
@@ -1128,7 +771,7 @@ def predict_frame(src_y, ref_y, ref_c, lam_m, search_range, subpel, pred_y, pred
             )
             mv[my, mx, 0] = mvy
             mv[my, mx, 1] = mvx
-            _mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, py, pc, tmp64)
+            mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, py, pc, tmp64)
             for r in range(16):
                 for c in range(16):
                     pred_y[y0 + r, x0 + c] = py[16 * r + c]
@@ -1137,3 +780,4 @@ def predict_frame(src_y, ref_y, ref_c, lam_m, search_range, subpel, pred_y, pred
                     for c in range(8):
                         pred_c[comp, y0 // 2 + r, x0 // 2 + c] = pc[comp, 8 * r + c]
     return mv
+
