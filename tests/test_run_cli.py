@@ -63,9 +63,9 @@ def test_run_lte_h264_10s(tmp_path, repo_root, checkpoint, capsys):
 
 
 @pytest.mark.slow
-def test_run_imported_mahimahi_trace(tmp_path, shared_data, checkpoint):
+def test_run_imported_mahimahi_trace(tmp_path, dataset, checkpoint):
     trace = tmp_path / "tmobile.csv"
-    src = shared_data / "traces" / "lte-mahimahi" / "TMobile-LTE-short.up"
+    src = dataset("lte-mahimahi") / "TMobile-LTE-short.up"
     assert main(["traces", "import", "--format", "mahimahi", str(src), "-o", str(trace)]) == 0
     out = tmp_path / "out"
     rc = main(["run", "--trace", str(trace), "--scheme", "jpeg", "--duration", "10",
