@@ -41,13 +41,14 @@ import torch
 
 from device.stac_agent import CUT_THRESHOLD, StacDevice
 from stac.codec.labels import decode_labels
+from stac.data import data_root
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.metrics import bd_rate, rd_front
 from stac.schemes import DEFAULT_MODEL, SchemeConfig, build_scheme
 from stac.sim.runner import resolve_model
 
-VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
+VIDEOS = data_root() / "videos"
 CLIPS = {"bikes": ("default", None),
          "solidWhiteRight": (str(VIDEOS / "solidWhiteRight.mp4"), (480, 360))}
 

@@ -387,7 +387,7 @@ class SynthModel:
     """Log-normal bandwidth driven by two AR(1) components, with Markov on/off outages.
 
     The log-bandwidth autocorrelation is ``w exp(-lag/tau_fast) + (1-w) exp(-lag/tau_slow)``,
-    fitted to the real traces in ``../shared/data/traces`` (see ``docs/traces.md``); the
+    fitted to the real traces in the data root's trace datasets (see ``docs/traces.md``); the
     marginal is rescaled to the published mean and std exactly.
     """
 

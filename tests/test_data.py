@@ -54,6 +54,8 @@ def test_fetch_from_a_folder_verifies_and_lists_present(tiny, tmp_path, capsys):
     assert "missing" in capsys.readouterr().out
     with pytest.raises(data.DatasetMissing, match="stac-sim data fetch fcc"):
         data.dataset_dir("fcc", root, manifest)
+    assert main(["data", "path", "fcc", "--root", str(root), "--manifest", str(manifest)]) == 2
+    assert "dataset 'fcc' is missing" in capsys.readouterr().err
     assert main(["data", "fetch", "fcc", "--from", str(src), "--root", str(root),
                  "--manifest", str(manifest)]) == 0
     assert "every sha256 verified" in capsys.readouterr().out
@@ -66,6 +68,8 @@ def test_fetch_from_a_folder_verifies_and_lists_present(tiny, tmp_path, capsys):
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("fcc")][0]
     size = data.human_bytes(data.get_dataset("fcc", manifest).bytes)
     assert line.split()[1:5] == ["present", "4", *size.split()]
+    assert main(["data", "path", "fcc", "--root", str(root), "--manifest", str(manifest)]) == 0
+    assert capsys.readouterr().out.strip() == str(folder)
     # the dataset folder itself is accepted as --from, too
     assert main(["data", "fetch", "fcc", "--from", str(src / "traces" / "fcc"), "--root",
                  str(root), "--manifest", str(manifest)]) == 0

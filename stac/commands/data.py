@@ -1,4 +1,4 @@
-"""`stac-sim data list|fetch|manifest`: the datasets outside the repository (stac.data)."""
+"""`stac-sim data list|fetch|path|manifest`: the datasets outside the repository (stac.data)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from stac.data import (
     build_manifest,
     data_root,
     data_root_origin,
+    dataset_dir,
     fetch,
     human_bytes,
     load_manifest,
@@ -41,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "itself) or an http(s) base URL laid out like a data root")
     _common(fe)
     fe.set_defaults(func=_fetch)
+
+    pa = sub.add_parser("path", help="print a dataset's folder (for scripts: "
+                                     "--data \"$(stac-sim data path camvid)\")")
+    pa.add_argument("name", help="dataset name (see `stac-sim data list`)")
+    _common(pa)
+    pa.set_defaults(func=_path)
 
     ma = sub.add_parser("manifest", help="(maintainers) regenerate the manifest's file lists "
                                          "and checksums from a copy of the data")
@@ -103,6 +110,15 @@ def _fetch(args: argparse.Namespace) -> int:
                   f"verified, in {folder}")
     except (DataError, OSError) as exc:
         print(f"stac-sim data fetch: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _path(args: argparse.Namespace) -> int:
+    try:
+        print(dataset_dir(args.name, args.root, args.manifest))
+    except DataError as exc:
+        print(f"stac-sim data path: {exc}", file=sys.stderr)
         return 2
     return 0
 
