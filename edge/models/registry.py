@@ -79,6 +79,10 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     if str(name_or_path) in _BUILDERS and not path.exists():
         raise ModelError(f"model {name_or_path!r} has no shipped checkpoint at {path}")
     if not path.exists():
+        if not Path(name_or_path).suffix and str(name_or_path) not in _BUILDERS:
+            known = ", ".join(sorted(_BUILDERS))
+            raise ModelError(f"unknown model {str(name_or_path)!r}; known models: {known} "
+                             "(or a checkpoint path, or 'untrained:NAME')")
         raise ModelError(f"{path}: no such checkpoint")
     ckpt = _read_checkpoint(path)
     model = build_model(ckpt["name"], **ckpt["config"])

@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=1, help="number of device processes")
     p.add_argument("--token", default="", help="secret shared by the edge and the devices")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=main)
 
 
@@ -84,13 +85,22 @@ def _stop(proc: subprocess.Popen, grace: float = 15.0) -> int:
 
 
 def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
-    """Run the emulation described by `args`; returns OUT/emulation.json's content."""
+    """Run the emulation described by `args`; returns OUT/emulation.json's content.
+
+    Everything is written into a temporary folder renamed to `args.out` when the emulation
+    completes (`stac.results.RunFolder`; a failure leaves OUT.failed/ with error.txt)."""
+    from stac.results import RunFolder
+
+    with RunFolder(args.out, overwrite=getattr(args, "overwrite", False)) as out:
+        return _emulate(args, out, progress)
+
+
+def _emulate(args: argparse.Namespace, out: Path, progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     from stac.emu.build import build_stream
     from stac.emu.device_main import run_options
 
-    out: Path = args.out
     (out / "edge").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # decode the clip and fill the ground-truth cache once, not N times in parallel
@@ -204,7 +214,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = emulate(args)
     except (RuntimeError, OSError, ValueError) as exc:
-        print(f"stac-sim emulate: {exc}", file=sys.stderr)
+        from stac.results import failed_note
+
+        print(f"stac-sim emulate: {exc}{failed_note(exc)}", file=sys.stderr)
         return 2
     print(format_result(result))
     print(f"outputs in {args.out}/ (device-*/, edge/edge_summary.json, emulation.json)")

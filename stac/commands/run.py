@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; 1 is faster on a busy machine)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=main)
 
 
@@ -78,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
     from edge.models.registry import ModelError
     from stac.codec.errors import BitstreamError
     from stac.frames import FrameError
+    from stac.results import failed_note
     from stac.sim.runner import RunOptions, format_summary, run
     from stac.traces import TraceError
 
@@ -91,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
         size=args.size, qp=args.qp, quality=args.quality, B=args.B, tables=args.tables,
         level=args.level, profile=args.profile,
         seed=args.seed, delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
-        downlink_kbps=args.downlink_kbps, schedule=args.schedule, use_cache=not args.no_cache)
+        downlink_kbps=args.downlink_kbps, schedule=args.schedule, use_cache=not args.no_cache,
+        overwrite=args.overwrite)
     try:
         summary = run(options, progress=True)
     except ModelError as exc:
@@ -100,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     except (TraceError, FrameError, BitstreamError, ValueError, OSError) as exc:
-        print(f"stac-sim run: {exc}", file=sys.stderr)
+        print(f"stac-sim run: {exc}{failed_note(exc)}", file=sys.stderr)
         return 2
     print(format_summary(summary))
     print(f"outputs in {args.out}/ (frames.csv, seconds.csv, summary.json, timeline.png)")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from stac import protocol
 from stac.agents import DeviceAgent, EdgeAgent
-from stac.frames import Frame, open_source
+from stac.frames import Frame, check_timing, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
 from stac.schemes import DEFAULT_MODEL, Scheme, SchemeConfig, build_scheme
@@ -119,6 +119,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     seed_everything(options.seed)
     trace = load_trace(options.trace)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
+    options = replace(options, duration=check_timing(source, options.fps, options.duration))
     model = resolve_model(options.model)
     w, h = source.size
     config = scheme_config(options, source)
