@@ -320,3 +320,20 @@ def warnings_as_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
+
+
+def test_emulator_warns_when_the_edge_falls_behind():
+    from stac.commands.emulate import behind_real_time
+
+    def result(backlog, *p50s):
+        devices = [{"summary": {"frame_stats": {"delay_s": {"p50": p}}}} for p in p50s]
+        return {"edge": {"compute": {"backlog_mean_active": backlog}},
+                "devices": devices + [{"summary": None}]}
+
+    assert behind_real_time(result(1.1, 0.2, 0.3)) is None
+    assert behind_real_time(result(None, None)) is None
+    late = behind_real_time(result(1.2, 0.2, 30.0))
+    assert "fell behind real time" in late and "median delay 30.00 s" in late
+    assert "--size" in late and "--model" in late
+    queued = behind_real_time(result(6.5, 0.4))
+    assert "6.5 keyframes at the edge on average" in queued

@@ -207,6 +207,27 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+BEHIND_BACKLOG = 2.0  # keyframes at the edge (one computing + one waiting) on average
+BEHIND_DELAY_S = 1.0  # median delay from capture to result
+
+
+def behind_real_time(result: dict[str, Any]) -> str | None:
+    """A warning when the edge did not keep up with the keyframes (a queue built up, results
+    shown late), with what to change; None when it kept up."""
+    backlog = result["edge"]["compute"].get("backlog_mean_active")
+    delays = [d["summary"]["frame_stats"]["delay_s"]["p50"] for d in result["devices"]
+              if d["summary"] is not None]
+    delay = max((x for x in delays if x is not None), default=None)
+    if not ((backlog is not None and backlog > BEHIND_BACKLOG)
+            or (delay is not None and delay > BEHIND_DELAY_S)):
+        return None
+    seen = [f"{backlog:.1f} keyframes at the edge on average" if backlog is not None else "",
+            f"median delay {delay:.2f} s" if delay is not None else ""]
+    return (f"the edge fell behind real time ({', '.join(x for x in seen if x)}): results "
+            "are late and stale; use a smaller --size, a lower --fps, fewer --devices or a "
+            "lighter --model")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.devices < 1:
         print("stac-sim emulate: --devices must be >= 1", file=sys.stderr)
@@ -219,5 +240,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"stac-sim emulate: {exc}{failed_note(exc)}", file=sys.stderr)
         return 2
     print(format_result(result))
+    if (behind := behind_real_time(result)) is not None:
+        print(f"stac-sim emulate: warning: {behind}", file=sys.stderr)
     print(f"outputs in {args.out}/ (device-*/, edge/edge_summary.json, emulation.json)")
     return 0 if all(d["exit"] == 0 for d in result["devices"]) else 1
