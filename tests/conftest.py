@@ -79,3 +79,14 @@ def untrained_drn():
     torch.manual_seed(0)
     yield build_model("drn_d_22", width=0.25).eval()
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, untrained_drn) -> Path:
+    """`untrained_drn` saved as a checkpoint file, for `--model PATH` runs (mechanics only)."""
+    from edge.models.registry import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_drn.pt"
+    save_checkpoint(untrained_drn, "drn_d_22", {"width": 0.25}, path,
+                    card={"note": "untrained, tests only"})
+    return path

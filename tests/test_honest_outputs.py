@@ -14,9 +14,8 @@ import warnings
 import av
 import cv2
 import pytest
-import torch
 
-from edge.models.registry import ModelError, build_model, load_model, save_checkpoint
+from edge.models.registry import ModelError, load_model
 from stac.cli import build_parser, main
 from stac.frames import FrameError, check_timing, default_clip_path, open_source
 from stac.notices import InputWarning
@@ -25,15 +24,8 @@ from stac.traces import TraceError, import_trace, load_trace
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_drn.pt"
-    save_checkpoint(build_model("drn_d_22", width=0.25), "drn_d_22", {"width": 0.25}, path,
-                    card={"note": "untrained, tests only"})
-    yield path
-    torch.set_num_threads(threads)
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)

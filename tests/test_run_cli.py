@@ -8,23 +8,14 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
-from edge.models.registry import build_model, save_checkpoint
 from stac.cli import main
 from stac.results import FRAME_COLUMNS, SECOND_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares 2 cores with other jobs
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_drn.pt"
-    save_checkpoint(build_model("drn_d_22", width=0.25), "drn_d_22", {"width": 0.25}, path,
-                    card={"note": "untrained, tests only"})
-    yield path
-    torch.set_num_threads(threads)
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
