@@ -3,7 +3,7 @@
     python experiments/bench_codec.py [--quick] [--out results.json]
 
 Prints one JSON object. Clips: the default clip (bikes.mp4, 640x272) and
-../shared/data/videos/solidWhiteRight.mp4 resized to 480x360.
+the data root's videos/solidWhiteRight.mp4 (`stac-sim data list`) resized to 480x360.
 - exact: every frame of both clips (IPPP..., one intra frame) decodes bit-exactly to the
   encoder's reconstruction.
 - rd: first 60 frames of both clips, three uniform levels (= H.264 QPs; the intra frame
@@ -31,11 +31,12 @@ from stac.codec.color import psnr, rgb_to_ycbcr420
 from stac.codec.decoder import Decoder
 from stac.codec.encoder import Encoder
 from stac.codec.reference import X264Decoder, X264Encoder
+from stac.data import data_root
 from stac.frames import default_clip_path, open_video
 from stac.metrics import bd_rate
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+SHARED_VIDEO = data_root() / "videos" / "solidWhiteRight.mp4"
 
 
 def read_frames(path: Path, n: int | None = None, size: tuple[int, int] | None = None):

@@ -1,6 +1,6 @@
 """Device step of STAC (§V-B, §VII): DIS flow + pixel-level propagation, frames/s at 480x360.
 
-Reads a real clip (default: ../shared/data/videos/solidWhiteRight.mp4, resized), pushes every
+Reads a real clip (default: videos/solidWhiteRight.mp4 of the data root, resized), pushes every
 frame into the flow cache and warps a fed-back segmentation to it, as the device does for
 every captured frame. Prints JSON. The target (issue 5) is >= 30 frames/s on this CPU.
 
@@ -21,10 +21,11 @@ import numpy as np
 
 from device.flow import DISFlow, FlowCache, FlowConfig, to_grey
 from device.propagation import propagate_labels
+from stac.data import data_root
 from stac.frames import open_video
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+DEFAULT_VIDEO = data_root() / "videos" / "solidWhiteRight.mp4"
 
 
 def keyframe_step_ms(frames: list[np.ndarray], args: argparse.Namespace) -> dict[str, float]:

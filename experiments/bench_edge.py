@@ -24,10 +24,11 @@ from edge.selection import select_levels
 from stac.codec.decoder import Decoder
 from stac.codec.encoder import Encoder
 from stac.codec.quant import default_tables
+from stac.data import data_root
 from stac.frames import open_video
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+DEFAULT_VIDEO = data_root() / "videos" / "solidWhiteRight.mp4"
 
 
 def main() -> None:

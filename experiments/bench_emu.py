@@ -1,7 +1,7 @@
 """Benchmark of the loopback emulator (issue 6); prints JSON.
 
 A. One device at the source rate of the default clip (every frame a keyframe), `h264`,
-   over a real 3G trace (Riiser et al., read from ../shared/data) that the stream
+   over a real 3G trace (Riiser et al., from the data root: `stac-sim data list`) that the stream
    sometimes exceeds: the largest 1 s window of bytes the paced uplink put on the socket
    against the trace's capacity, and end-to-end delay against the simulator under the
    `measured` profile on the same clip, trace, scheme and seed.
@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stac.data import data_root
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data"
+SHARED = data_root()
 TRACE_3G = SHARED / "traces" / "3g-norway" / "norway_tram_48"  # mean 692 kbps, min 220
 
 

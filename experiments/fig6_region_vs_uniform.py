@@ -35,6 +35,7 @@ from edge.selection import select_levels
 from edge.tables import tables_for
 from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise, size_model
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
+from stac.data import data_root
 from stac.frames import open_source
 from stac.regions import RegionGrid
 
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid" / "val"))
+    parser.add_argument("--data", default=str(data_root() / "camvid" / "val"))
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--bounds-step", type=int, default=2,
                         help="sweep every k-th table bound B_l as B")

@@ -45,6 +45,7 @@ from edge.models.registry import resolve_model
 from edge.tables import tables_for
 from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
+from stac.data import data_root
 from stac.frames import open_camvid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
-    parser.add_argument("--camvid", default=str(REPO.parent / "shared" / "data" / "camvid"))
+    parser.add_argument("--camvid", default=str(data_root() / "camvid"))
     parser.add_argument("--split", default="val")
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--level-step", type=int, default=2,

@@ -14,7 +14,7 @@ start), and summary.json (rewritten per start) and fig9_cdf.png into --out (defa
 experiments/figures/fig9_MODEL).
 
     python experiments/fig9_level_deviation.py --model bisenet --threads 1 \
-        --videos default ../shared/data/videos/solidWhiteRight.mp4 --starts 24
+        --videos default "$STAC_DATA/videos/solidWhiteRight.mp4" --starts 24
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from edge.models.registry import resolve_model
 from edge.selection import select_levels
 from edge.tables import tables_for
 from stac.codec.quant import luma_blocks, region_grid_shape
+from stac.data import data_root
 from stac.frames import open_source
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+SHARED_VIDEOS = data_root() / "videos"
 
 
 def region_block_counts(h: int, w: int, region_size: int = 6) -> np.ndarray:
@@ -84,7 +85,7 @@ def main() -> None:
                         help="table file (default: the model's shipped edge/tables/NAME)")
     parser.add_argument("--videos", nargs="+", default=None,
                         help="clips ('default' = bikes.mp4; default: bikes.mp4 and "
-                             "../shared/data/videos/*.mp4)")
+                             "the data root's videos/*.mp4)")
     parser.add_argument("--size", default=None, help="WxH (default: each clip's own)")
     parser.add_argument("--B", type=float, nargs="+", default=None,
                         help="loss bounds (default: the tables' B_l at levels L/4, L/2, 3L/4)")

@@ -42,12 +42,13 @@ import torch
 from device.stac_agent import CUT_THRESHOLD, StacDevice
 from edge.models.registry import resolve_model
 from stac.codec.labels import decode_labels
+from stac.data import data_root
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.metrics import bd_rate, rd_front
 from stac.schemes import DEFAULT_MODEL, Stream, make_scheme
 
-VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
+VIDEOS = data_root() / "videos"
 CLIPS = {"bikes": ("default", None),
          "solidWhiteRight": (str(VIDEOS / "solidWhiteRight.mp4"), (480, 360))}
 

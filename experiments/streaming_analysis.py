@@ -31,11 +31,12 @@ import torch
 
 from edge.models.registry import ModelError, build_model, load_model
 from edge.training.data import to_tensor
+from stac.data import data_root
 from stac.frames import open_video
 from stac.metrics import mean_iou, pixel_accuracy
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+DEFAULT_VIDEO = data_root() / "videos" / "solidWhiteRight.mp4"
 PARTS = ("streamdeq", "streamdeq_il", "adaptive_propagation", "propagation_val", "streamformer")
 
 
@@ -315,7 +316,7 @@ def main() -> None:
     parser.add_argument("--reference-iterations", type=int, default=60)
     parser.add_argument("--propagation-frames", type=int, default=40)
     parser.add_argument("--key-interval", type=int, default=5)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
+    parser.add_argument("--data", type=Path, default=data_root() / "camvid")
     parser.add_argument("--val-limit", type=int, default=40,
                         help="CamVid val images for the propagation mIoU (default 40)")
     parser.add_argument("--history", type=int, nargs="+",

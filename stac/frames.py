@@ -12,12 +12,16 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import math
+import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from stac.notices import InputWarning
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
@@ -37,6 +41,13 @@ class Frame:
     t: float  # seconds from stream start at the output rate
     rgb: np.ndarray
     label: np.ndarray | None = None
+
+
+def _av_reason(exc: Exception) -> str:
+    """FFmpeg's reason in words ('invalid data found when processing input'), no errno/path."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(text)).split(": '")[0].strip()
+    return text[:1].lower() + text[1:] if text else type(exc).__name__
 
 
 def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -93,7 +104,8 @@ class VideoSource:
         except FrameError:
             raise
         except Exception as e:  # PyAV raises many error types (InvalidDataError, ...)
-            raise FrameError(f"{self.path}: cannot open video: {e}") from None
+            raise FrameError(f"{self.path}: cannot open video ({_av_reason(e)}); is it a "
+                             "complete video file?") from None
         if not self.source_fps > 0 or src_w <= 0 or src_h <= 0:
             raise FrameError(f"{self.path}: video stream has no frame rate or size")
         if fps is not None and not 0 < fps <= self.source_fps + 1e-9:
@@ -124,12 +136,14 @@ class VideoSource:
         try:
             container = av.open(str(self.path))
         except Exception as e:
-            raise FrameError(f"{self.path}: cannot open video: {e}") from None
+            raise FrameError(f"{self.path}: cannot open video ({_av_reason(e)})") from None
+        decoded = 0
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             try:
                 for i, vframe in enumerate(container.decode(stream)):
+                    decoded = i + 1
                     if i < want:
                         continue
                     rgb = _resize(vframe.to_ndarray(format="rgb24"), self._resize_to)
@@ -139,7 +153,13 @@ class VideoSource:
                             return
                         n, want = next(picks)
             except av.FFmpegError as e:
-                raise FrameError(f"{self.path}: corrupt video at frame {n}: {e}") from None
+                raise FrameError(f"{self.path}: corrupt video at frame {n} "
+                                 f"({_av_reason(e)})") from None
+        if self.source_frames is not None and decoded < self.source_frames:
+            warnings.warn(InputWarning(
+                f"{self.path}: read {decoded} of the {self.source_frames} frames the file "
+                f"declares (truncated or corrupt?); the run ends at {decoded / self.source_fps:g}"
+                " s of video"), stacklevel=2)
 
 
 class ImageFolderSource:
@@ -212,6 +232,37 @@ def _read_label(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if label.max() > 11:
         raise FrameError(f"{path}: label id {int(label.max())} > 11 (CamVid ids 0-10, 11 void)")
     return label
+
+
+def check_timing(source: VideoSource | ImageFolderSource, fps: float,
+                 duration: float | None) -> float | None:
+    """The duration to run of `source` at keyframe rate `fps`: checked, and capped to the clip.
+
+    `duration` must be positive and finite (None: the whole source) and `fps` in (0, the
+    source's frame rate] (keyframes are a subset of the frames); a duration longer than the
+    source warns (`InputWarning`) and returns the source's length, so that is what is recorded.
+    """
+    name = getattr(source, "name", "the video")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"keyframe rate --fps must be a positive number, got {fps:g}")
+    if fps > source.fps + 1e-9:
+        raise ValueError(f"keyframe rate --fps {fps:g} is above the frame rate of {name} "
+                         f"({source.fps:g} fps): keyframes are a subset of the frames, so use "
+                         f"--fps {source.fps:g} or less")
+    if duration is None:
+        return None
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"--duration must be a positive number of seconds, got {duration:g}")
+    try:
+        length = len(source) / source.fps
+    except TypeError:  # the container does not record its frame count: run until it ends
+        return duration
+    if duration > length + 1e-9:
+        warnings.warn(InputWarning(
+            f"{name}: --duration {duration:g} s is longer than the video ({length:g} s, "
+            f"{len(source)} frames at {source.fps:g} fps); running {length:g} s"), stacklevel=2)
+        return length
+    return duration
 
 
 def open_video(

@@ -4,7 +4,8 @@
 in frame / second order, flushing each row, so a crash leaves every finished row on disk.
 Missing values (no result shown yet, a keyframe never delivered) are empty cells.
 The summary and the timeline are computed from the CSVs at the end, so a notebook reading
-the CSVs sees exactly what they summarise.
+the CSVs sees exactly what they summarise. `RunFolder` makes the folder honest: a run writes
+into a temporary sibling renamed to OUT only on success; a failed run leaves OUT.failed/.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
+import shutil
+import tempfile
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,6 +92,84 @@ class RunSink:
 
     def second(self, record: SecondRecord) -> None:
         """A second ended."""
+
+
+FAILED_SUFFIX = ".failed"
+ERROR_FILE = "error.txt"
+
+
+class RunFolderError(ValueError):
+    """`--out` cannot take a run: it is a file, or a non-empty folder without overwrite."""
+
+
+class RunFolder:
+    """The output folder of one run, written atomically (DESIGN.md "Outputs").
+
+    ``with RunFolder(out) as tmp:`` checks `out` (not a file; an existing non-empty folder
+    only with ``overwrite``), and yields a fresh temporary folder beside it (``OUT.partial-*``)
+    for the run to write into. On success the temporary folder replaces `out` (and a stale
+    ``OUT.failed`` is removed). On an exception nothing of `out` changes: if the run wrote
+    anything, the temporary folder becomes ``OUT.failed/`` with ``error.txt`` (the exception
+    and its traceback), and the exception, with ``failed_folder`` set to that path, goes on.
+    """
+
+    def __init__(self, out: str | Path, overwrite: bool = False) -> None:
+        self.out = Path(out)
+        self.overwrite = overwrite
+        self.failed = self.out.with_name(self.out.name + FAILED_SUFFIX)
+        self.path: Path | None = None
+
+    def check(self) -> None:
+        """Raise `RunFolderError` if `out` is a file, or non-empty without `overwrite`."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"{out}: exists and is not a folder; --out must be a folder")
+        if out.is_dir() and not self.overwrite and (names := sorted(os.listdir(out))):
+            shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            raise RunFolderError(f"{out}: folder is not empty ({shown}); pass --overwrite to "
+                                 "replace it, or choose another --out")
+        for parent in out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise RunFolderError(f"{out}: {parent} is a file, not a folder")
+                break
+
+    def __enter__(self) -> Path:
+        self.check()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f"{self.out.name}.partial-",
+                                          dir=self.out.parent))
+        return self.path
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        assert self.path is not None
+        if exc_type is None:
+            if self.out.exists():  # checked on entry: empty, or overwrite was asked
+                old = Path(tempfile.mkdtemp(prefix=f"{self.out.name}.old-", dir=self.out.parent))
+                self.out.rename(old / "run")
+                shutil.rmtree(old)
+            self.path.rename(self.out)
+            if self.failed.is_dir():
+                shutil.rmtree(self.failed)
+            return False
+        if not any(p.is_file() for p in self.path.rglob("*")):
+            shutil.rmtree(self.path)  # failed before writing anything: leave nothing behind
+            return False
+        (self.path / ERROR_FILE).write_text(
+            "".join(traceback.format_exception(exc_type, exc, tb)))
+        if self.failed.is_dir():
+            shutil.rmtree(self.failed)
+        self.path.rename(self.failed)
+        if exc is not None:
+            exc.failed_folder = self.failed  # type: ignore[attr-defined]
+        return False
+
+
+def failed_note(exc: BaseException) -> str:
+    """Where a failed run left its partial outputs (for the command's error line), or ''."""
+    folder = getattr(exc, "failed_folder", None)
+    return "" if folder is None else f"\n  (partial outputs and {ERROR_FILE} in {folder}/)"
 
 
 def _cell(value: Any) -> str:

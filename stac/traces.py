@@ -9,16 +9,21 @@ so a long simulation on a short trace never runs out of link. See ``docs/traces.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from stac.notices import InputWarning
+
 FORMATS = ("mahimahi", "cooked", "iperf")
 SYNTH_KINDS = ("lte", "fcc", "wifi")
 MTU_BYTES = 1500  # one Mahimahi delivery opportunity
 MAHIMAHI_BIN_S = 0.1  # default bin width when converting delivery opportunities to kbps
+MAX_KBPS = 1e9  # 1 Tbit/s: a larger value is a unit or parsing error, not a link
+MAX_TIME_S = 1e8  # about 3 years: a larger time is a unit or parsing error
 
 
 class TraceError(ValueError):
@@ -172,16 +177,28 @@ def load_trace(path: str | Path) -> Trace:
             raise TraceError(f"{path}:{lineno}: expected 'time_s,bandwidth_kbps', got {s!r}")
         t = _number(parts[0], path, lineno, "time")
         v = _number(parts[1], path, lineno, "bandwidth")
-        _check_sample(path, lineno, t, v, times[-1] if times else None, strict=True)
+        _check_sample(path, lineno, t, v, times[-1] if times else None, strict=True,
+                      max_value=MAX_KBPS, unit="kbps")
         times.append(t)
         values.append(v)
     if not times:
         raise TraceError(f"{path}: empty trace (no data lines)")
     if times[0] != 0.0:
         raise TraceError(f"{path}: first time is {times[0]} s; project traces start at 0")
-    if end_s is not None and end_s <= times[-1]:
-        raise TraceError(f"{path}: end_s {end_s} is not after the last time {times[-1]}")
-    return Trace(np.array(times), np.array(values), name=path.stem, end_s=end_s)
+    if end_s is not None and not (end_s > times[-1] and end_s <= MAX_TIME_S):
+        raise TraceError(f"{path}: end_s {end_s} is not after the last time {times[-1]} or "
+                         f"above {MAX_TIME_S:g} s")
+    trace = Trace(np.array(times), np.array(values), name=path.stem, end_s=end_s)
+    check_deliverable(trace, path)
+    return trace
+
+
+def check_deliverable(trace: Trace, path: str | Path) -> None:
+    """Warn (`InputWarning`) when the trace's bandwidth is zero throughout: nothing can be sent."""
+    if trace.total_bits <= 0:
+        warnings.warn(InputWarning(
+            f"{path}: every bandwidth is 0 kbps over the whole trace ({trace.duration:g} s): "
+            "nothing can be delivered, so no frame will get a result"), stacklevel=3)
 
 
 def save_trace(trace: Trace, path: str | Path, comment: str = "") -> Path:
@@ -220,12 +237,15 @@ def import_trace(
         raise TraceError("import_trace: no input files")
     parts = [_read_mahimahi(p, bin_s) if fmt == "mahimahi" else _read_cooked(p) for p in paths]
     if len(parts) == 1:
-        return parts[0]
-    offsets = np.cumsum([0.0] + [p.end_s for p in parts[:-1]])
-    times = np.concatenate([p.times_s + off for p, off in zip(parts, offsets, strict=True)])
-    kbps = np.concatenate([p.kbps for p in parts])
-    name = "+".join(p.name for p in parts)
-    return Trace(times, kbps, name=name, end_s=float(offsets[-1] + parts[-1].end_s))
+        trace = parts[0]
+    else:
+        offsets = np.cumsum([0.0] + [p.end_s for p in parts[:-1]])
+        times = np.concatenate([p.times_s + off for p, off in zip(parts, offsets, strict=True)])
+        kbps = np.concatenate([p.kbps for p in parts])
+        name = "+".join(p.name for p in parts)
+        trace = Trace(times, kbps, name=name, end_s=float(offsets[-1] + parts[-1].end_s))
+    check_deliverable(trace, ", ".join(map(str, paths)))
+    return trace
 
 
 def _read_mahimahi(path: Path, bin_s: float) -> Trace:
@@ -300,7 +320,8 @@ def _read_cooked(path: Path) -> Trace:
             raise TraceError(f"{path}:{lineno}: expected 'time_s Mbps', got {s!r}")
         t = _number(parts[0], path, lineno, "time")
         v = _number(parts[1], path, lineno, "bandwidth")
-        _check_sample(path, lineno, t, v, times[-1] if times else None, strict=False)
+        _check_sample(path, lineno, t, v, times[-1] if times else None, strict=False,
+                      max_value=MAX_KBPS / 1000.0, unit="Mbps")
         if times and t == times[-1]:  # zero-length segment: keep the newest value
             values[-1] = v * 1000.0
             continue
@@ -330,14 +351,19 @@ def _number(text: str, path: Path, lineno: int, what: str) -> float:
 
 
 def _check_sample(
-    path: Path, lineno: int, t: float, v: float, prev: float | None, strict: bool
+    path: Path, lineno: int, t: float, v: float, prev: float | None, strict: bool,
+    max_value: float, unit: str,
 ) -> None:
-    if not math.isfinite(t) or t < 0:
-        raise TraceError(f"{path}:{lineno}: time {t} is negative or not finite")
+    if not math.isfinite(t) or t < 0 or t > MAX_TIME_S:
+        raise TraceError(f"{path}:{lineno}: time {t} s is negative, not finite or above "
+                         f"{MAX_TIME_S:g} s")
     if prev is not None and (t < prev or (strict and t == prev)):
         raise TraceError(f"{path}:{lineno}: time {t} is not after the previous time {prev}")
     if math.isnan(v) or v < 0 or not math.isfinite(v):
         raise TraceError(f"{path}:{lineno}: bandwidth {v} is negative, NaN or infinite")
+    if v > max_value:
+        raise TraceError(f"{path}:{lineno}: bandwidth {v:g} {unit} is above {max_value:g} "
+                         f"{unit} (1 Tbit/s); is the column in {unit}?")
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -387,7 +413,7 @@ class SynthModel:
     """Log-normal bandwidth driven by two AR(1) components, with Markov on/off outages.
 
     The log-bandwidth autocorrelation is ``w exp(-lag/tau_fast) + (1-w) exp(-lag/tau_slow)``,
-    fitted to the real traces in ``../shared/data/traces`` (see ``docs/traces.md``); the
+    fitted to the real traces in the data root's trace datasets (see ``docs/traces.md``); the
     marginal is rescaled to the published mean and std exactly.
     """
 

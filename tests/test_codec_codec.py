@@ -13,9 +13,9 @@ from stac.frames import open_video
 
 
 @pytest.fixture(scope="module")
-def clip(shared_data):
+def clip(dataset):
     """Eight real dash-cam frames resized to 160x96 (a real scene, small and fast)."""
-    video = shared_data / "videos" / "solidWhiteRight.mp4"
+    video = dataset("videos") / "solidWhiteRight.mp4"
     return [f.rgb for f in open_video(video, size=(160, 96), max_frames=8)]
 
 

@@ -16,8 +16,8 @@ W, H = 64, 48
 
 
 @pytest.fixture(scope="module")
-def streams(shared_data):
-    video = shared_data / "videos" / "solidWhiteRight.mp4"
+def streams(dataset):
+    video = dataset("videos") / "solidWhiteRight.mp4"
     frames = [f.rgb for f in open_video(video, size=(W, H), max_frames=3)]
     enc = Encoder(W, H, region_size=2)
     grid = enc.grid

@@ -10,9 +10,9 @@ from stac.frames import open_video
 
 
 @pytest.fixture(scope="module")
-def clip(shared_data):
+def clip(dataset):
     """First 12 frames of the real dash-cam clip, cropped to 96x160 (small and fast)."""
-    video = shared_data / "videos" / "solidWhiteRight.mp4"
+    video = dataset("videos") / "solidWhiteRight.mp4"
     return [np.ascontiguousarray(f.rgb[300:396, 400:560]) for f in open_video(video, max_frames=12)]
 
 

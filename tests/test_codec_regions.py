@@ -9,8 +9,8 @@ from stac.frames import open_video
 
 
 @pytest.fixture(scope="module")
-def frames(shared_data):
-    video = shared_data / "videos" / "solidWhiteRight.mp4"
+def frames(dataset):
+    video = dataset("videos") / "solidWhiteRight.mp4"
     return [f.rgb for f in open_video(video, size=(192, 144), max_frames=2)]
 
 

@@ -24,8 +24,8 @@ def test_complexity_sums_log2_of_coefficients_and_ignores_zeros():
     assert complexity([np.array([1024.0, -0.99])]) == pytest.approx(10.0)
 
 
-def test_frame_complexity_ranks_texture_above_flat(shared_data):
-    path = sorted((shared_data / "camvid" / "val").glob("*.png"))[0]
+def test_frame_complexity_ranks_texture_above_flat(dataset):
+    path = sorted((dataset("camvid") / "val").glob("*.png"))[0]
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     assert frame_complexity(np.full((64, 64, 3), 128, np.uint8)) == 0.0  # all coefficients 0
     smooth = cv2.GaussianBlur(rgb, (0, 0), 4)

@@ -50,12 +50,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_edge_killed_and_restarted_mid_stream(tmp_path, repo_root, shared_data):
+def test_edge_killed_and_restarted_mid_stream(tmp_path, repo_root, dataset):
     # CamVid val as a 1 fps camera: long enough (101 s) for an edge restart on a busy machine
     duration, interval = 30.0, 1.0
     edge, port = _edge(0)
     device = _device(port, tmp_path / "dev", repo_root / "traces" / "lte.csv", duration,
-                     "--wait-go", "--video", str(shared_data / "camvid" / "val"), "--fps", "1",
+                     "--wait-go", "--video", str(dataset("camvid") / "val"), "--fps", "1",
                      cache=tmp_path / "cache")
     try:
         assert device.stdout.readline().strip() == "ready"

@@ -10,8 +10,8 @@ from device.flow import DISFlow, FlowCache, FlowConfig, compose, pixel_grid, to_
 
 
 @pytest.fixture(scope="module")
-def base(shared_data):
-    path = sorted((shared_data / "camvid" / "val").glob("*.png"))[0]
+def base(dataset):
+    path = sorted((dataset("camvid") / "val").glob("*.png"))[0]
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 

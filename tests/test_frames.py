@@ -24,8 +24,8 @@ from stac.frames import (
 
 
 @pytest.fixture(scope="module")
-def dashcam(shared_data) -> Path:
-    return shared_data / "videos" / "solidWhiteRight.mp4"
+def dashcam(dataset) -> Path:
+    return dataset("videos") / "solidWhiteRight.mp4"
 
 
 def _decode_all(path: Path, n: int) -> list[np.ndarray]:
@@ -118,8 +118,8 @@ def test_avi_roundtrip(tmp_path, dashcam):
     assert np.abs(got[0].rgb.astype(int) - frames[0].astype(int)).mean() < 12  # lossy codec
 
 
-def test_camvid_frames_with_labels(shared_data):
-    root = shared_data / "camvid"
+def test_camvid_frames_with_labels(dataset):
+    root = dataset("camvid")
     src = open_camvid(root, "val")
     assert len(src) == 101 and src.fps == 1.0 and src.size == (480, 360)
     first = next(iter(src))
@@ -135,16 +135,16 @@ def test_camvid_frames_with_labels(shared_data):
     assert len(open_camvid(root, "train")) == 367
 
 
-def test_open_source_dispatch(shared_data, tmp_path):
-    root = shared_data / "camvid"
+def test_open_source_dispatch(dataset, tmp_path):
+    root = dataset("camvid")
     assert open_source(root).name == "camvid-val"
     assert len(open_source(root / "train", max_frames=3)) == 3
     with pytest.raises(ValueError, match="needs fps"):
         open_source(tmp_path)
 
 
-def test_image_folder(shared_data, tmp_path):
-    src_files = sorted((shared_data / "camvid" / "val").glob("*.png"))[:3]
+def test_image_folder(dataset, tmp_path):
+    src_files = sorted((dataset("camvid") / "val").glob("*.png"))[:3]
     for i, p in enumerate(src_files):
         (tmp_path / f"{i:03d}.png").write_bytes(p.read_bytes())
     src = open_images(tmp_path, fps=5)
@@ -194,11 +194,11 @@ def test_upsampling_is_refused(dashcam):
         open_video(dashcam, fps=30)
 
 
-def test_camvid_bad_label_map_is_rejected(shared_data, tmp_path):
-    name = sorted((shared_data / "camvid" / "val").glob("*.png"))[0].name
+def test_camvid_bad_label_map_is_rejected(dataset, tmp_path):
+    name = sorted((dataset("camvid") / "val").glob("*.png"))[0].name
     for d in ("val", "valannot"):
         (tmp_path / d).mkdir()
-    (tmp_path / "val" / name).write_bytes((shared_data / "camvid" / "val" / name).read_bytes())
+    (tmp_path / "val" / name).write_bytes((dataset("camvid") / "val" / name).read_bytes())
     cv2.imwrite(str(tmp_path / "valannot" / name), np.full((360, 480), 20, np.uint8))
     with pytest.raises(FrameError, match=rf"{name}: label id 20 > 11"):
         list(open_camvid(tmp_path, "val"))

@@ -28,8 +28,8 @@ class TinySegmenter(StreamingSegmenter):
 
 
 @pytest.fixture(scope="module")
-def frame(shared_data):
-    path = sorted((shared_data / "camvid" / "val").glob("*.png"))[5]
+def frame(dataset):
+    path = sorted((dataset("camvid") / "val").glob("*.png"))[5]
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(cv2.resize(rgb, (30, 22), interpolation=cv2.INTER_AREA))
 

@@ -177,7 +177,7 @@ def test_every_registered_model_has_a_shipped_checkpoint():
 
 
 @pytest.mark.parametrize("info", SHIPPED, ids=[i.name for i in SHIPPED])
-def test_shipped_checkpoint_matches_its_card(info, shared_data):
+def test_shipped_checkpoint_matches_its_card(info, dataset):
     card = info.card
     for key in ("resolution", "val_miou", "epochs", "seed", "wall_time_s", "subset_val_miou",
                 "subset_images"):
@@ -185,7 +185,7 @@ def test_shipped_checkpoint_matches_its_card(info, shared_data):
     assert info.checkpoint.stat().st_size < 10 * 2**20
     md = info.checkpoint.with_suffix(".md").read_text()
     assert f"{100 * card['val_miou']:.2f}" in md           # the markdown card states the number
-    result = evaluate(info.checkpoint, shared_data / "camvid", split="val",
+    result = evaluate(info.checkpoint, dataset("camvid"), split="val",
                       limit=card["subset_images"])
     assert result["images"] == card["subset_images"]
     assert abs(100 * result["miou"] - 100 * card["subset_val_miou"]) <= 0.5, json.dumps(result)

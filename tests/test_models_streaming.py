@@ -36,9 +36,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def clip(shared_data) -> torch.Tensor:
+def clip(dataset) -> torch.Tensor:
     """Eight consecutive real frames (8, 3, 48, 64) of solidWhiteRight.mp4 in [0, 1]."""
-    source = open_video(shared_data / "videos" / "solidWhiteRight.mp4", size=(W, H),
+    source = open_video(dataset("videos") / "solidWhiteRight.mp4", size=(W, H),
                         max_frames=8)
     return to_tensor(np.stack([f.rgb for f in source]))
 
@@ -82,11 +82,11 @@ SHIPPED = [info.name for info in list_models() if info.name in TINY and info.che
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_backbone_streams_resets_and_back_propagates(name, shared_data):
+def test_shipped_backbone_streams_resets_and_back_propagates(name, dataset):
     """The trained checkpoint on real frames: the state carries the past, a new stream
     forgets it, and d loss / d frame is finite and non-zero with the state detached."""
     frames = to_tensor(np.stack([f.rgb for f in open_video(
-        shared_data / "videos" / "solidWhiteRight.mp4", size=(192, 144), max_frames=4)]))
+        dataset("videos") / "solidWhiteRight.mp4", size=(192, 144), max_frames=4)]))
     model = load_model(name)
     with torch.no_grad():
         state = model.initial_state()
@@ -410,7 +410,7 @@ def test_propagation_state_is_plain_data(clip):
     ("adaptive_propagation", [({"stage": "basic"}, False), ({"stage": "propagation"}, True)]),
     ("streamformer", [({"stage": "image"}, False), ({"stage": "video"}, True)]),
 ])
-def test_stages_train_and_resume_into_the_next(name, stages, shared_data, tmp_path):
+def test_stages_train_and_resume_into_the_next(name, stages, dataset, tmp_path):
     """Each stage runs a few batches; the next resumes the run; frozen weights stay put."""
     from itertools import islice
 
@@ -418,7 +418,7 @@ def test_stages_train_and_resume_into_the_next(name, stages, shared_data, tmp_pa
     from edge.training.data import Augment, load_camvid, still_batches
     from edge.training.trainer import TrainConfig, train
 
-    camvid = shared_data / "camvid"
+    camvid = dataset("camvid")
     stills = load_camvid(camvid, "train", (H, W), limit=24)
     augment = Augment(crop=(H, W))
     torch.manual_seed(0)                       # as the trainer does before building (seed 0)

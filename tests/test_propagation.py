@@ -19,10 +19,10 @@ H, W, STEP = 168, 240, 6  # 7 x 10 regions of 24 pixels; 4 frames of 6 pixels = 
 
 
 @pytest.fixture(scope="module")
-def scene(shared_data):
-    path = sorted((shared_data / "camvid" / "val").glob("*.png"))[3]
+def scene(dataset):
+    path = sorted((dataset("camvid") / "val").glob("*.png"))[3]
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    annot = cv2.imread(str(shared_data / "camvid" / "valannot" / path.name), cv2.IMREAD_UNCHANGED)
+    annot = cv2.imread(str(dataset("camvid") / "valannot" / path.name), cv2.IMREAD_UNCHANGED)
     return image, annot
 
 

@@ -15,8 +15,8 @@ H, W, R = 96, 120, 6  # 4 x 5 regions
 
 
 @pytest.fixture(scope="module")
-def frames(shared_data):
-    paths = sorted((shared_data / "camvid" / "val").glob("0016E5_*.png"))[10:12]
+def frames(dataset):
+    paths = sorted((dataset("camvid") / "val").glob("0016E5_*.png"))[10:12]
     rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)[200:200 + H, 100:100 + W]
            for p in paths]
     return [np.ascontiguousarray(f) for f in rgb]
@@ -168,7 +168,7 @@ def test_7b_budget_given_per_region(frames):
         residual_levels(cur, rec, res, steps, lp, height=H, width=W, budget=np.zeros(3))
 
 
-def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, shared_data,
+def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, dataset,
                                                                    monkeypatch):
     """§V-C: the keyframe coded on its own at l' gives both constraints (its reconstruction
     7a, its size V'_r 7b), and s'' is the residual the encoder will code (its own motion
@@ -179,7 +179,7 @@ def test_device_eq7_uses_the_codecs_residual_and_intra_coded_size(frames, shared
     from stac.codec.transform import planes_to_coeffs
     from stac.protocol import Config
 
-    paths = sorted((shared_data / "camvid" / "val").glob("0016E5_*.png"))[10:13]
+    paths = sorted((dataset("camvid") / "val").glob("0016E5_*.png"))[10:13]
     clip = [np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
                                  [200:200 + H, 100:100 + W]) for p in paths]
     calls = []

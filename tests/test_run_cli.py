@@ -8,23 +8,14 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
-from edge.models.registry import build_model, save_checkpoint
 from stac.cli import main
 from stac.results import FRAME_COLUMNS, SECOND_COLUMNS, SECOND_TAIL
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares 2 cores with other jobs
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_drn.pt"
-    save_checkpoint(build_model("drn_d_22", width=0.25), "drn_d_22", {"width": 0.25}, path,
-                    card={"note": "untrained, tests only"})
-    yield path
-    torch.set_num_threads(threads)
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -64,9 +55,9 @@ def test_run_lte_h264_10s(tmp_path, repo_root, checkpoint, capsys):
 
 
 @pytest.mark.slow
-def test_run_imported_mahimahi_trace(tmp_path, shared_data, checkpoint):
+def test_run_imported_mahimahi_trace(tmp_path, dataset, checkpoint):
     trace = tmp_path / "tmobile.csv"
-    src = shared_data / "traces" / "lte-mahimahi" / "TMobile-LTE-short.up"
+    src = dataset("lte-mahimahi") / "TMobile-LTE-short.up"
     assert main(["traces", "import", "--format", "mahimahi", str(src), "-o", str(trace)]) == 0
     out = tmp_path / "out"
     rc = main(["run", "--trace", str(trace), "--scheme", "jpeg", "--duration", "10",

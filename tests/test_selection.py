@@ -140,7 +140,7 @@ def test_table_files_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_tables_build_command(tmp_path, shared_data):
+def test_tables_build_command(tmp_path, dataset):
     from edge.models.registry import build_model, save_checkpoint
     from edge.tables import load_tables
     from stac.cli import main
@@ -149,7 +149,7 @@ def test_tables_build_command(tmp_path, shared_data):
     save_checkpoint(build_model("bisenet"), "bisenet", {}, ckpt)  # untrained: mechanics only
     out = tmp_path / "t"
     code = main(["tables", "build", "--model", str(ckpt), "--data",
-                 str(shared_data / "camvid" / "val"), "--frames", "2", "--size", "64x48",
+                 str(dataset("camvid") / "val"), "--frames", "2", "--size", "64x48",
                  "--levels", "6", "-o", str(out)])
     assert code == 0
     t = load_tables(out)
@@ -157,4 +157,4 @@ def test_tables_build_command(tmp_path, shared_data):
     assert t.coefficients == 64 * 48 * 3 // 2
     assert np.all(np.diff(t.steps, axis=0) >= 0) and t.table_set().levels == 6
     assert main(["tables", "build", "--model", str(tmp_path / "nope.pt"), "--data",
-                 str(shared_data / "camvid" / "val"), "-o", str(out)]) == 2
+                 str(dataset("camvid") / "val"), "-o", str(out)]) == 2

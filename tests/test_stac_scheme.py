@@ -20,8 +20,8 @@ W, H = 160, 120
 
 
 @pytest.fixture(scope="module")
-def clip(shared_data):
-    video = shared_data / "videos" / "solidWhiteRight.mp4"
+def clip(dataset):
+    video = dataset("videos") / "solidWhiteRight.mp4"
     return [f.rgb for f in open_video(video, size=(W, H), max_frames=13)]
 
 

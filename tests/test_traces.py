@@ -56,8 +56,8 @@ def _direct_cooked(path) -> tuple[float, float, float]:
 # ----------------------------------------------------------------------------- converters
 
 
-def test_mahimahi_every_file_matches_direct_byte_count(shared_data):
-    files = sorted((shared_data / "traces" / "lte-mahimahi").glob("*.*[pn]"))
+def test_mahimahi_every_file_matches_direct_byte_count(dataset):
+    files = sorted((dataset("lte-mahimahi")).glob("*.*[pn]"))
     assert len(files) == 6
     for path in files:
         stamps = np.array([int(s) for s in path.read_text().split()])
@@ -82,8 +82,8 @@ def test_mahimahi_tolerates_blank_lines_spaces_and_crlf(tmp_path):
     assert a.duration == 0.2
 
 
-def test_mahimahi_bin_width_keeps_the_mean(shared_data):
-    path = shared_data / "traces" / "lte-mahimahi" / "TMobile-LTE-short.up"
+def test_mahimahi_bin_width_keeps_the_mean(dataset):
+    path = dataset("lte-mahimahi") / "TMobile-LTE-short.up"
     fine = import_trace(path, "mahimahi", bin_s=0.1)
     coarse = import_trace(path, "mahimahi", bin_s=1.0)
     assert coarse.times_s[1] == 1.0 and fine.times_s[1] == pytest.approx(0.1)
@@ -99,8 +99,8 @@ def test_mahimahi_bin_width_keeps_the_mean(shared_data):
         ("wifi", "wifi_*.txt", "iperf"),
     ],
 )
-def test_cooked_and_iperf_every_file_matches_direct_stats(shared_data, family, pattern, fmt):
-    files = sorted((shared_data / "traces" / family).glob(pattern))
+def test_cooked_and_iperf_every_file_matches_direct_stats(dataset, family, pattern, fmt):
+    files = sorted((dataset(family)).glob(pattern))
     assert len(files) >= 40
     for path in files:
         tr = import_trace(path, fmt)
@@ -112,23 +112,23 @@ def test_cooked_and_iperf_every_file_matches_direct_stats(shared_data, family, p
         assert st_["std_kbps"] == pytest.approx(std, rel=1e-9, abs=1e-6)
 
 
-def test_fcc_times_shifted_to_zero(shared_data):
-    path = shared_data / "traces" / "fcc" / "trace_797466_http---www.amazon_part1.log"
+def test_fcc_times_shifted_to_zero(dataset):
+    path = dataset("fcc") / "trace_797466_http---www.amazon_part1.log"
     first_t, first_mbps = map(float, path.read_text().split()[:2])
     assert first_t > 0  # this file starts at 180 s in the original recording
     tr = import_trace(path, "cooked")
     assert tr.times_s[0] == 0.0 and tr.bandwidth_at(0.0) == pytest.approx(first_mbps * 1000)
 
 
-def test_iperf_repeated_timestamps_keep_last_value(shared_data):
-    path = shared_data / "traces" / "wifi" / "wifi_cafe_231115-154511.txt"
+def test_iperf_repeated_timestamps_keep_last_value(dataset):
+    path = dataset("wifi") / "wifi_cafe_231115-154511.txt"
     tr = import_trace(path, "iperf")
     assert tr.bandwidth_at(143.2) == pytest.approx(16900.0)  # last of the 143.2 rows
     assert tr.bandwidth_at(140.0) == pytest.approx(360.0)  # 136.0 row holds until 143.2
 
 
-def test_import_concatenates_files_in_time(shared_data):
-    d = shared_data / "traces" / "fcc"
+def test_import_concatenates_files_in_time(dataset):
+    d = dataset("fcc")
     a = d / "trace_797466_http---www.amazon_part1.log"
     b = d / "trace_797466_http---www.amazon_part2.log"
     ta, tb = import_trace(a, "cooked"), import_trace(b, "cooked")
@@ -138,8 +138,8 @@ def test_import_concatenates_files_in_time(shared_data):
     assert both.bandwidth_at(ta.duration) == tb.kbps[0]
 
 
-def test_cli_import_then_stats_roundtrip(shared_data, tmp_path, capsys):
-    src = shared_data / "traces" / "lte-mahimahi" / "ATT-LTE-driving-2016.up"
+def test_cli_import_then_stats_roundtrip(dataset, tmp_path, capsys):
+    src = dataset("lte-mahimahi") / "ATT-LTE-driving-2016.up"
     out = tmp_path / "att.csv"
     assert _cli("traces", "import", "--format", "mahimahi", str(src), "-o", str(out)) == 0
     assert out.read_text().startswith("# imported by stac-sim traces import --format mahimahi")

@@ -25,10 +25,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_camvid(tmp_path_factory, shared_data) -> Path:
+def tiny_camvid(tmp_path_factory, dataset) -> Path:
     """A few real CamVid frames, downscaled to 60x80, in the SegNet folder layout."""
     root = tmp_path_factory.mktemp("camvid")
-    src = shared_data / "camvid"
+    src = dataset("camvid")
     for split, n in (("train", 8), ("val", 4)):
         (root / split).mkdir()
         (root / f"{split}annot").mkdir()
@@ -47,8 +47,8 @@ def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**(base | kw))
 
 
-def test_load_camvid_reads_labels_and_resizes(shared_data):
-    data = load_camvid(shared_data / "camvid", "val", (90, 120), limit=3)
+def test_load_camvid_reads_labels_and_resizes(dataset):
+    data = load_camvid(dataset("camvid"), "val", (90, 120), limit=3)
     assert data.images.shape == (3, 90, 120, 3) and data.images.dtype == np.uint8
     assert data.labels.shape == (3, 90, 120)
     assert data.labels.max() <= IGNORE_INDEX

@@ -81,6 +81,10 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     if str(name_or_path) in _BUILDERS and not path.exists():
         raise ModelError(f"model {name_or_path!r} has no shipped checkpoint at {path}")
     if not path.exists():
+        if not Path(name_or_path).suffix and str(name_or_path) not in _BUILDERS:
+            known = ", ".join(sorted(_BUILDERS))
+            raise ModelError(f"unknown model {str(name_or_path)!r}; known models: {known} "
+                             "(or a checkpoint path, or 'untrained:NAME')")
         raise ModelError(f"{path}: no such checkpoint")
     ckpt = _read_checkpoint(path)
     model = build_model(ckpt["name"], **ckpt["config"])
@@ -124,7 +128,8 @@ def resolve_model(spec: str) -> StreamingSegmenter:
         return load_torchscript(path) if is_torchscript(path) else load_model(path)
     if CALLABLE_SPEC.match(spec):
         return load_callable(spec)
-    known = ", ".join(sorted(_BUILDERS))
+    known = ", ".join(n for n in sorted(_BUILDERS) if (CHECKPOINT_DIR / f"{n}.pt").is_file())
     what = f"{path}: no such checkpoint or TorchScript file" if path.suffix else \
         f"unknown model {spec!r}"
-    raise ModelError(f"{what}; --model takes {MODEL_SPEC_HELP}; shipped models: {known}")
+    raise ModelError(f"{what}; --model takes {MODEL_SPEC_HELP}; known models (shipped "
+                     f"checkpoints): {known}")

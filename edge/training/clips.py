@@ -3,7 +3,7 @@
 CamVid's labelled frames are stills 1 s apart, so a streaming backbone learns temporal
 behaviour from (a) clips made from one still by a smooth random affine camera motion
 (translation, zoom, rotation that accumulate frame by frame; every frame keeps its exact
-label), and (b) windows of real video (`bikes.mp4`, `../shared/data/videos`) labelled by the
+label), and (b) windows of real video (`bikes.mp4`, the data root's `videos`) labelled by the
 per-frame model's own output (pseudo-labels; low-confidence pixels are void).
 """
 

@@ -100,7 +100,7 @@ def model_card(name: str, arch: str, config: dict[str, Any], card: dict[str, Any
 - **Resolution:** frames of {h}x{w} (CamVid's native size); training crops
   {'x'.join(map(str, cfg.get('crop', ['?'])))} of randomly scaled images
   (scale {cfg.get('scale')}), flips and colour jitter.
-- **Data:** {card.get('data', 'CamVid train')} from `../shared/data/camvid` (11 classes,
+- **Data:** {card.get('data', 'CamVid train')} (dataset `camvid`, see docs/data.md; 11 classes,
   void ignored); validated on CamVid val (101 images) after every epoch.
 - **Command:** `{card['command']}`
 - **Seed:** {card['seed']}; **epochs:** {card['epochs']}; **batch size:** {cfg.get('batch_size')};
@@ -111,7 +111,7 @@ def model_card(name: str, arch: str, config: dict[str, Any], card: dict[str, Any
 - **Val mIoU:** {100 * card['val_miou']:.2f} % (pixel accuracy
   {100 * card['val_pixel_accuracy']:.2f} %) on the full CamVid val split
   ({card['val_images']} images) at {h}x{w}, measured by
-  `stac-sim models eval {name} --data ../shared/data/camvid --split val`.
+  `stac-sim models eval {name} --data "$(stac-sim data path camvid)" --split val`.
 - **Test subset:** mIoU {100 * card['subset_val_miou']:.2f} % on the first
   {card['subset_images']} val images (checked by `tests/test_models_perframe.py`).
 

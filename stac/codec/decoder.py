@@ -17,6 +17,7 @@ from stac.codec.bitstream import parse_header
 from stac.codec.color import ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
 from stac.codec.errors import BitstreamError
+from stac.codec.jit import announce_compile
 from stac.codec.layout import FrameLayout
 from stac.codec.mb_common import FrameContext
 from stac.codec.quant import TableSet, default_tables
@@ -54,6 +55,7 @@ class Decoder:
         self._ref: tuple[int, int, int, np.ndarray, np.ndarray] | None = None
         self.last_level_map: np.ndarray | None = None
         self.last_intra: bool = False
+        announce_compile()  # a notice before the first (minutes-long) numba compile
 
     def reset(self) -> None:
         self._ref = None

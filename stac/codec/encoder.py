@@ -16,6 +16,7 @@ from stac.codec import mb_encoder
 from stac.codec.bitstream import MAX_DIM, MAX_REGION, FrameHeader
 from stac.codec.color import psnr, rgb_to_ycbcr420, ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
+from stac.codec.jit import announce_compile
 from stac.codec.layout import FrameLayout
 from stac.codec.mb_common import EncoderInputs, FrameContext
 from stac.codec.quant import TableSet, check_level_map, default_tables, region_sum
@@ -107,6 +108,7 @@ class Encoder:
         self._ref: Reference | None = None
         self._frame_number = 0
         self._last_table_id: int | None = None
+        announce_compile()  # a notice before the first (minutes-long) numba compile
 
     @property
     def grid(self) -> tuple[int, int]:

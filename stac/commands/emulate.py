@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=1, help="number of device processes")
     p.add_argument("--token", default="", help="secret shared by the edge and the devices")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=main)
 
 
@@ -65,13 +66,24 @@ def _stop(proc: subprocess.Popen, grace: float = 15.0) -> int:
 def emulate(options: RunOptions, devices: int = 1, token: str = "", threads: int = 1,
             progress: bool = True) -> dict[str, Any]:
     """Run `options` as an edge and `devices` device processes (each with `threads` torch
-    threads); outputs under `options.out`. Returns OUT/emulation.json's content."""
+    threads). Returns OUT/emulation.json's content.
+
+    Everything is written into a temporary folder renamed to `options.out` when the
+    emulation completes (`stac.results.RunFolder`; a failure leaves OUT.failed/ with
+    error.txt)."""
+    from stac.results import RunFolder
+
+    with RunFolder(options.out, overwrite=options.overwrite) as out:
+        return _emulate(options, out, devices, token, threads, progress)
+
+
+def _emulate(options: RunOptions, out: Path, devices: int, token: str, threads: int,
+             progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     from stac.emu.build import build_stream
     from stac.options import stream_argv
 
-    out = Path(options.out)
     (out / "edge").mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # decode the clip and fill the ground-truth cache once, not N times in parallel
@@ -178,6 +190,27 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+BEHIND_BACKLOG = 2.0  # keyframes at the edge (one computing + one waiting) on average
+BEHIND_DELAY_S = 1.0  # median delay from capture to result
+
+
+def behind_real_time(result: dict[str, Any]) -> str | None:
+    """A warning when the edge did not keep up with the keyframes (a queue built up, results
+    shown late), with what to change; None when it kept up."""
+    backlog = result["edge"]["compute"].get("backlog_mean_active")
+    delays = [d["summary"]["frame_stats"]["delay_s"]["p50"] for d in result["devices"]
+              if d["summary"] is not None]
+    delay = max((x for x in delays if x is not None), default=None)
+    if not ((backlog is not None and backlog > BEHIND_BACKLOG)
+            or (delay is not None and delay > BEHIND_DELAY_S)):
+        return None
+    seen = [f"{backlog:.1f} keyframes at the edge on average" if backlog is not None else "",
+            f"median delay {delay:.2f} s" if delay is not None else ""]
+    return (f"the edge fell behind real time ({', '.join(x for x in seen if x)}): results "
+            "are late and stale; use a smaller --size, a lower --fps, fewer --devices or a "
+            "lighter --model")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.devices < 1:
         print("stac-sim emulate: --devices must be >= 1", file=sys.stderr)
@@ -185,11 +218,16 @@ def main(args: argparse.Namespace) -> int:
     from stac.options import run_options
 
     try:
-        result = emulate(run_options(args, args.scheme_params), devices=args.devices,
+        result = emulate(run_options(args, args.scheme_params, overwrite=args.overwrite),
+                         devices=args.devices,
                          token=args.token, threads=_threads(args))
     except (RuntimeError, OSError, ValueError) as exc:
-        print(f"stac-sim emulate: {exc}", file=sys.stderr)
+        from stac.results import failed_note
+
+        print(f"stac-sim emulate: {exc}{failed_note(exc)}", file=sys.stderr)
         return 2
     print(format_result(result))
+    if (behind := behind_real_time(result)) is not None:
+        print(f"stac-sim emulate: warning: {behind}", file=sys.stderr)
     print(f"outputs in {args.out}/ (device-*/, edge/edge_summary.json, emulation.json)")
     return 0 if all(d["exit"] == 0 for d in result["devices"]) else 1

@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="latency profile (default %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=main)
 
 
@@ -27,6 +28,7 @@ def main(args: argparse.Namespace) -> int:
     from stac.codec.errors import BitstreamError
     from stac.frames import FrameError
     from stac.options import run_options
+    from stac.results import failed_note
     from stac.sim.runner import format_summary, run
     from stac.traces import TraceError
 
@@ -34,14 +36,15 @@ def main(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    options = run_options(args, args.scheme_params, profile=args.profile)
+    options = run_options(args, args.scheme_params, profile=args.profile,
+                          overwrite=args.overwrite)
     try:
         summary = run(options, progress=True)
     except ModelError as exc:
         print(f"stac-sim run: {exc}", file=sys.stderr)
         return 2
     except (TraceError, FrameError, BitstreamError, ValueError, OSError) as exc:
-        print(f"stac-sim run: {exc}", file=sys.stderr)
+        print(f"stac-sim run: {exc}{failed_note(exc)}", file=sys.stderr)
         return 2
     print(format_summary(summary))
     print(f"outputs in {args.out}/ (frames.csv, seconds.csv, summary.json, timeline.png)")

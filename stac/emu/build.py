@@ -7,7 +7,7 @@ Nothing here is algorithm code; a scheme name means the same objects as in `stac
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from edge.models.registry import resolve_model
 from stac import protocol
 from stac.agents import DeviceAgent, EdgeAgent
-from stac.frames import Frame, open_source
+from stac.frames import Frame, check_timing, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
 from stac.schemes import DEFAULT_MODEL, Scheme, SchemeError, SchemeParams, Stream, make_scheme
@@ -116,6 +116,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     seed_everything(options.seed)
     trace = load_trace(options.trace)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
+    options = replace(options, duration=check_timing(source, options.scheme.fps, options.duration))
     model = resolve_model(options.model)
     w, h = source.size
     stream = stream_of(options, source)

@@ -10,7 +10,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,10 @@ import torch
 
 from edge.models.base import StreamingSegmenter
 from edge.models.registry import resolve_model
-from stac.frames import open_source
+from stac.frames import check_timing, open_source
 from stac.groundtruth import GroundTruth
 from stac.latency import DEFAULT_PROFILE, get_profile
-from stac.results import RunWriter, plot_timeline, write_summary
+from stac.results import RunFolder, RunWriter, plot_timeline, write_summary
 from stac.schemes import (
     DEFAULT_MODEL,
     DEFAULT_SCHEME,
@@ -56,6 +56,7 @@ class RunOptions:
     downlink_kbps: float | None = None
     schedule: Mapping[int, float] = field(default_factory=dict)
     use_cache: bool = True
+    overwrite: bool = False  # replace an existing non-empty `out` (else an error)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as one flat mapping (the scheme's name and parameters inline), the
@@ -101,13 +102,21 @@ def run(options: RunOptions, progress: bool = False,
 
     `model` overrides `options.model` (an already built network, e.g. shared across runs).
     `prepare` sees the built scheme before the simulation starts (experiments use it to
-    observe an agent, e.g. record the edge's feedback). Returns the summary.
+    observe an agent, e.g. record the edge's feedback). Returns the summary. The outputs
+    appear in `out` only when the run succeeds (`stac.results.RunFolder`).
     """
+    with RunFolder(options.out, overwrite=options.overwrite) as out:
+        return _run(options, out, progress, model, prepare)
+
+
+def _run(options: RunOptions, out: Path, progress: bool, model: StreamingSegmenter | None,
+         prepare: Callable[[Scheme], None] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     seed_everything(options.seed)
     trace = load_trace(options.trace)
     profile = get_profile(options.profile)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
+    options = replace(options, duration=check_timing(source, options.scheme.fps, options.duration))
     if model is None:
         model = resolve_model(options.model)
     w, h = source.size
@@ -120,7 +129,6 @@ def run(options: RunOptions, progress: bool = False,
         downlink_delay_s=None if options.downlink_delay_ms is None
         else options.downlink_delay_ms / 1000.0,
         downlink_kbps=options.downlink_kbps)
-    out = Path(options.out)
     writer = RunWriter(out, scheme.config.as_dict())
     bar = _progress_bar(source, options.duration) if progress else None
     sim = Simulation(scheme, trace, profile, gt.score, writer, link,
