@@ -78,7 +78,8 @@ def test_project_checkpoint_is_not_taken_for_torchscript(tmp_path):
 
 
 @pytest.mark.parametrize("spec, match", [
-    ("nope", r"unknown model 'nope'.*TorchScript.*module:function.*known models \(shipped checkpoints\): .*drn_d_22"),
+    ("nope", r"unknown model 'nope'.*TorchScript.*module:function.*"
+             r"known models \(shipped checkpoints\): .*drn_d_22"),
     ("missing.pt", r"missing.pt: no such checkpoint or TorchScript file.*shipped checkpoints"),
     ("no_such_module_xyz:f", r"cannot import 'no_such_module_xyz'"),
     ("byo_model:nothing", r"has no function 'nothing'"),
