@@ -22,7 +22,8 @@ COMMANDS = {
     "emulate": ("stac.commands.emulate",
                 "run an edge and N devices as processes over loopback TCP"),
     "tables": ("stac.commands.tables", "STAC's gradient-derived quantisation tables"),
-    "data": ("stac.commands.data", "list, fetch and locate the data sets"),
+    "data": ("stac.commands.data",
+             "list and fetch the datasets (CamVid, the dash-cam clip, real traces)"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 
