@@ -134,7 +134,8 @@ def stac(config: SchemeConfig, model: StreamingSegmenter) -> Scheme:
     start = Config(B=float(config.B), fps=float(config.fps), t_effective=0.0)
     device = StacDevice(tables, start, source_fps=config.source_fps,
                         frame_size=config.frame_size)
-    edge = StacEdge(model, tables, start, schedule=config.schedule)
+    edge = StacEdge(model, tables, start, schedule=config.schedule,
+                    frame_size=config.frame_size)
     return Scheme(name="stac", device=device, edge=edge, config=start)
 
 
@@ -171,5 +172,6 @@ def _one_level(name: str, device_class, config: SchemeConfig,
                               frame_size=config.frame_size, level=level)
     except ValueError as e:
         raise SchemeError(f"scheme {name!r}: {e}") from None
-    edge = OffloadEdge(OWN, model, start, schedule=config.schedule, tables=tables)
+    edge = OffloadEdge(OWN, model, start, schedule=config.schedule, tables=tables,
+                       frame_size=config.frame_size)
     return Scheme(name=name, device=device, edge=edge, config=start)

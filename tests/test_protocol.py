@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stac import protocol as P
+from stac.emu import streams
 from stac.protocol import ErrorCode, ProtocolError
 
-names = st.text(min_size=1, max_size=20)
+names = st.from_regex(P.NAME_PATTERN, fullmatch=True)
 u32 = st.integers(0, 2**32 - 1)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
@@ -183,7 +184,7 @@ def _read_all(data: bytes, eof: bool = True, timeout: float | None = 0.5):
             reader.feed_eof()
         out = []
         while True:
-            msg = await P.read_message(reader, timeout=timeout, idle_timeout=timeout)
+            msg = await streams.read_message(reader, timeout=timeout, idle_timeout=timeout)
             if msg is None:
                 return out
             out.append(msg)

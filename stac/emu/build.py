@@ -7,8 +7,9 @@ Nothing here is algorithm code; a scheme name means the same objects as in `stac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,53 @@ def scheme_config_from_json(data: dict[str, Any]) -> SchemeConfig:
         kwargs["B"] = math.nan if kwargs["B"] is None else float(kwargs["B"])
     if "schedule" in kwargs:
         kwargs["schedule"] = {int(k): float(v) for k, v in dict(kwargs["schedule"]).items()}
-    return SchemeConfig(**kwargs)
+    return check_scheme_config(SchemeConfig(**kwargs))
+
+
+MAX_FRAME_SIDE = 8192  # pixels; the codec's own limit is stac.codec.bitstream.MAX_DIM
+
+
+def check_scheme_config(config: SchemeConfig) -> SchemeConfig:
+    """Refuse values a peer may send that make no sense (ValueError naming the field):
+    zero, negative or non-finite rates, frame sizes outside 1..MAX_FRAME_SIDE."""
+    w, h = config.frame_size
+    if not (1 <= w <= MAX_FRAME_SIDE and 1 <= h <= MAX_FRAME_SIDE):
+        raise ValueError(f"frame_size must be within 1..{MAX_FRAME_SIDE} per side, "
+                         f"got {w}x{h}")
+    rates = {"source_fps": config.source_fps, "fps": config.fps,
+             **{f"schedule[{k}]": v for k, v in config.schedule.items()}}
+    for name, value in rates.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value)
+                and 0 < value <= protocol.MAX_FPS):
+            raise ValueError(f"{name} must be in (0, {protocol.MAX_FPS:g}], got {value!r}")
+    if not (math.isnan(config.B) or (math.isfinite(config.B) and config.B > 0)):
+        raise ValueError(f"B must be a finite number > 0 (or unset), got {config.B!r}")
+    if any(k < 0 for k in config.schedule):
+        raise ValueError(f"schedule seconds must be >= 0, got {sorted(config.schedule)}")
+    return config
+
+
+def edge_table_files(extra: Iterable[str | Path] = ()) -> dict[str, str]:
+    """The table sets an edge offers, by name: the shipped ones (edge/tables/NAME.npz) and
+    the files given to `stac-edge serve --tables` (under their stem and as given)."""
+    from edge.tables import TABLE_DIR
+
+    known = {p.stem: str(p) for p in sorted(Path(TABLE_DIR).glob("*.npz"))}
+    for path in extra:
+        known[Path(path).stem] = known[str(path)] = str(path)
+    return known
+
+
+def choose_tables(config: SchemeConfig, known: Mapping[str, str]) -> SchemeConfig:
+    """`config` with its `tables` name replaced by the edge's own file for that name: a
+    device names a table set, it never chooses a path on the edge (and learns nothing
+    about the edge's files from the answer)."""
+    if config.tables is None:
+        return config
+    if config.tables not in known:
+        raise ValueError(f"tables {protocol.escape(config.tables, 80)!r} is not a table set "
+                         f"of this edge; it offers {', '.join(sorted(known)) or 'none'}")
+    return replace(config, tables=known[config.tables])
 
 
 def set_threads(threads: int | None) -> None:
@@ -67,18 +114,20 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def edge_factory(model_spec: str | None, seed: int = 0
+def edge_factory(model_spec: str | None, seed: int = 0, tables: Iterable[str | Path] = ()
                  ) -> tuple[Callable[[protocol.Hello], EdgeAgent], str]:
     """(Hello -> that device's EdgeAgent, model name); the model is loaded once and shared.
 
-    `seed` makes an `untrained:NAME` model the same network the devices score against."""
+    `seed` makes an `untrained:NAME` model the same network the devices score against;
+    `tables`: table files devices may name besides the shipped ones (`edge_table_files`)."""
     name = model_spec or DEFAULT_MODEL
     seed_everything(seed)
     model = resolve_model(name)
     warmed: set[tuple[str, tuple[int, int]]] = set()
+    known_tables = edge_table_files(tables)
 
     def factory(hello: protocol.Hello) -> EdgeAgent:
-        config = scheme_config_from_json(hello.config)
+        config = choose_tables(scheme_config_from_json(hello.config), known_tables)
         key = (hello.scheme, config.frame_size)
         if key not in warmed:
             w, h = config.frame_size

@@ -28,6 +28,7 @@ import numpy as np
 from edge.models.registry import ModelError
 from stac import protocol
 from stac.commands.run import _schedule, _size
+from stac.emu import streams
 from stac.emu.build import _video_seconds, build_stream, set_threads
 from stac.emu.link import Downlink, Entry, StreamClock, Uplink
 from stac.frames import Frame, FrameError
@@ -141,10 +142,10 @@ class DeviceClient:
     async def _connect_once(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.edge), 5.0)
         try:
-            await protocol.write_message(writer, protocol.Hello(
+            await streams.write_message(writer, protocol.Hello(
                 device_id=self.device_id, scheme=self.scheme, config=self.scheme_config,
                 token=self.token))
-            answer = await protocol.read_message(reader, timeout=5.0, idle_timeout=30.0)
+            answer = await streams.read_message(reader, timeout=5.0, idle_timeout=30.0)
         except BaseException:
             writer.close()
             raise
@@ -209,7 +210,7 @@ class DeviceClient:
         """Read the edge's messages into the downlink until the connection ends."""
         try:
             while True:
-                msg = await protocol.read_message(reader, timeout=5.0)
+                msg = await streams.read_message(reader, timeout=5.0)
                 if msg is None:
                     return "edge closed the connection"
                 if isinstance(msg, (protocol.Feedback, protocol.Config)):
