@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -30,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0])
     add_stream_arguments(p)
     p.add_argument("--devices", type=int, default=1, help="number of device processes")
-    p.add_argument("--token", default="", help="secret shared by the edge and the devices")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file whose first line is the secret shared by the edge and the "
+                        "devices (default: $STAC_TOKEN); the processes get it through "
+                        "their environment, never on their command lines")
+    p.add_argument("--token", default=None,
+                   help="the secret on this command line (prefer --token-file)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=main)
 
@@ -87,6 +93,7 @@ def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
     """Run the emulation described by `args`; returns OUT/emulation.json's content."""
     from tqdm import tqdm
 
+    from stac.emu.auth import ENV, read_token
     from stac.emu.build import build_stream
     from stac.emu.device_main import run_options
 
@@ -97,13 +104,16 @@ def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
     setup = build_stream(run_options(argparse.Namespace(**{**vars(args), "out": out})))
     n_frames = len(setup.frames)
     del setup
+    # the token travels in the environment: command lines are readable by any local user
+    env = {**os.environ, ENV: read_token(getattr(args, "token_file", None), args.token)}
+    tables = getattr(args, "tables", None)  # a device's table file: the edge offers it too
     edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)
     edge = subprocess.Popen(
         [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", "0",
-         "--model", args.model, "--seed", str(args.seed), "--token", args.token,
-         "--threads", str(_threads(args)),
+         "--model", args.model, "--seed", str(args.seed),
+         "--threads", str(_threads(args)), *(["--tables", tables] if tables else []),
          "--max-devices", str(max(args.devices, 1)), "--out", str(out / "edge")],
-        stdout=subprocess.PIPE, stderr=edge_log, text=True)
+        stdout=subprocess.PIPE, stderr=edge_log, text=True, env=env)
     devices: list[subprocess.Popen] = []
     logs = []
     try:
@@ -114,9 +124,10 @@ def emulate(args: argparse.Namespace, progress: bool = True) -> dict[str, Any]:
             logs.append(open(dev_out / "device.log", "w"))  # noqa: SIM115
             devices.append(subprocess.Popen(
                 [sys.executable, "-m", "stac.emu.device_main", "stream", "--edge", address,
-                 "--out", str(dev_out), "--device-id", f"device-{i}", "--token", args.token,
+                 "--out", str(dev_out), "--device-id", f"device-{i}",
                  "--wait-go", *_stream_argv(args)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True))
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True,
+                env=env))
         for proc in devices:  # every device connected: start the cameras together
             line = proc.stdout.readline()
             if line.strip() != "ready":

@@ -23,7 +23,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import resource
 import signal
 import sys
@@ -41,6 +40,7 @@ from stac import protocol
 from stac.agents import EdgeAgent
 from stac.codec.errors import BitstreamError
 from stac.emu import streams
+from stac.emu.auth import read_token
 from stac.protocol import ErrorCode, ProtocolError, escape
 from stac.schemes import SchemeError
 from stac.session import Role, Session
@@ -572,20 +572,6 @@ async def serve(options: EdgeOptions, factory: AgentFactory, model: str = "",
         if out is not None:
             _write_summary(server, out / "edge_summary.json")
     return summary
-
-
-def read_token(token_file: Path | None = None, token: str | None = None,
-               environ: dict[str, str] | None = None) -> str:
-    """The shared secret: `--token-file` (first line), else `--token`, else $STAC_TOKEN,
-    else empty (authentication off). A file or the environment keeps it off command lines,
-    where any local user can read it."""
-    environ = os.environ if environ is None else environ
-    if token_file is not None:
-        text = token_file.read_text().splitlines()
-        return text[0].strip() if text else ""
-    if token:
-        return token
-    return environ.get("STAC_TOKEN", "")
 
 
 def build_parser() -> argparse.ArgumentParser:
