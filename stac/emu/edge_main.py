@@ -547,6 +547,9 @@ async def serve(options: EdgeOptions, factory: AgentFactory, model: str = "",
                 stop: asyncio.Event | None = None) -> dict[str, Any]:
     """Run an edge server until `stop` is set (or SIGINT/SIGTERM); returns its summary."""
     server = EdgeServer(options, factory, model=model)
+    if not options.token:
+        log.warning("no token set: authentication is off and any local process may connect "
+                    "(set STAC_TOKEN or --token-file)")
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_exception_handler(server.once))
     host, port = await server.start()
@@ -632,9 +635,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"stac-edge: cannot read --token-file: {exc}", file=sys.stderr)
         return 2
-    if not token:
-        log.warning("no token set: any local process may connect (set STAC_TOKEN or "
-                    "--token-file)")
     try:
         factory, model_name = edge_factory(args.model, seed=args.seed, tables=args.tables)
     except ModelError as exc:
