@@ -20,6 +20,7 @@ import numpy as np
 from edge.models.base import StreamingSegmenter, segment
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
+from stac.codec.errors import decoding
 from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
 from stac.codec.reference import X264Decoder, jpeg_decode
@@ -62,12 +63,18 @@ class OffloadEdge(EdgeAgent):
             raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
         self.frame_size = frame_size  # (w, h) the device sends; crops x264's even padding
         self._decoder: X264Decoder | None = None
-        self._own = Decoder(tables) if tables is not None else None
+        self._own = Decoder(tables, frame_size) if tables is not None else None
         self._state: Any = model.initial_state()
 
     def _decode(self, payload: bytes) -> np.ndarray:
+        """The keyframe's RGB frame; any decoding failure is a `BitstreamError`, and so is a
+        frame of another size than the session's (`frame_size`)."""
+        with decoding(f"{self.codec} keyframe"):
+            return self._decode_frame(payload)
+
+    def _decode_frame(self, payload: bytes) -> np.ndarray:
         if self.codec == JPEG:
-            return jpeg_decode(payload)
+            return jpeg_decode(payload, self.frame_size)
         if self._own is not None:
             return self._own.decode(payload)
         if self._decoder is None or _SPS in nal_types(payload):  # a (new) stream starts

@@ -21,6 +21,7 @@ from edge.offload import OffloadEdge
 from edge.selection import select_levels
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
+from stac.codec.errors import decoding
 from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
 from stac.codec.transform import planes_to_coeffs
@@ -33,7 +34,8 @@ class StacEdge(EdgeAgent):
 
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
                  grid: RegionGrid | None = None,
-                 schedule: Mapping[int, float] | None = None) -> None:
+                 schedule: Mapping[int, float] | None = None,
+                 frame_size: tuple[int, int] | None = None) -> None:
         if not config["B"] > 0:
             raise ValueError(f"STAC needs a loss-increment bound B > 0, got {config['B']}")
         self.model = model
@@ -43,13 +45,14 @@ class StacEdge(EdgeAgent):
         self.schedule = dict(schedule or {})
         if any(not fps > 0 for fps in self.schedule.values()):
             raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
-        self.decoder = Decoder(tables)
+        self.decoder = Decoder(tables, frame_size)  # (w, h): the only size it accepts
         self._state: Any = model.initial_state()
         self.last_levels: np.ndarray | None = None
 
     def on_keyframe(self, keyframe: Keyframe) -> EdgeOutput:
         """Decode, segment + gradients (one step), Algorithm 1, feedback as real bytes."""
-        planes = self.decoder.decode_planes(keyframe.payload)
+        with decoding("stac keyframe"):
+            planes = self.decoder.decode_planes(keyframe.payload)
         h, w = planes[0].shape
         grads, self._state = coefficient_gradients(self.model, planes_to_coeffs(*planes), h, w,
                                                    self._state)

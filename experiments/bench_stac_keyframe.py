@@ -82,7 +82,7 @@ def device_and_edge(model_name: str, frames: list[np.ndarray], B: float) -> dict
     h, w = frames[0].shape[:2]
     model = load_model(model_name)
     tables = tables_for(model, None).table_set()
-    config = Config(B=B, fps=10.0, t_effective=0.0)
+    config = Config.of({"B": B, "fps": 10.0})
     dev = stac_agent.StacDevice(tables, config, source_fps=25.0, frame_size=(w, h))
     edge = StacEdge(model, tables, config)
     watch = Stopwatch()

@@ -8,25 +8,33 @@ messages for the socket emulator lives here too: every message is one frame
 
 in network byte order. `encode` and `decode` are pure functions; `decode` validates
 lengths, types and ranges and raises `ProtocolError` (with an `ErrorCode`) on anything
-else. `read_message` / `write_message` move frames over asyncio streams.
+else. The asyncio stream helpers live in `stac.emu.streams`; the session rules (which
+message may come when) in `stac.session`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 PROTOCOL_VERSION = 1
 MAGIC = b"ST"
 HEADER = struct.Struct("!2sBBI")  # magic, version, type, body length
 MAX_BODY = 16 * 1024 * 1024  # bytes; a raw 1080p RGB frame is 6 MiB, keyframes are far smaller
+MAX_HELLO = 64 * 1024  # bytes of a HELLO body (checked from the header, before the body)
+MAX_JSON_DEPTH = 16  # nesting of the HELLO config ({"a": [1]} is depth 2)
 MAX_NAME = 64  # bytes of a device id or scheme name
+#: what a device id or scheme name may hold: no spaces, quotes or control characters, so
+#: that it cannot forge a log line or a CSV field
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
 MAX_TOKEN = 256
 MAX_TEXT = 4096  # bytes of an ERROR/BYE text
 MAX_FPS = 1000.0
@@ -245,6 +253,21 @@ def _str_bytes(name: str, value: Any, max_len: int, allow_empty: bool = True) ->
     return raw
 
 
+def _check_name(name: str, value: Any) -> bytes:
+    raw = _str_bytes(name, value, MAX_NAME, allow_empty=False)
+    if not NAME_PATTERN.fullmatch(value):
+        raise _bad(f"{name} must match {NAME_PATTERN.pattern}, got {escape(value)}")
+    return raw
+
+
+def escape(text: Any, limit: int = 200) -> str:
+    """`text` safe for one log line: control characters, quotes and non-ASCII escaped
+    (so a peer's newline cannot forge a line), cut to `limit` characters."""
+    text = str(text)
+    out = text[:limit].encode("unicode_escape").decode("ascii")
+    return out + "..." if len(text) > limit else out
+
+
 def _pack_str(raw: bytes) -> bytes:
     return struct.pack("!H", len(raw)) + raw
 
@@ -257,10 +280,48 @@ def _check_config(config: Any) -> bytes:
     if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
         raise _bad("Hello.config must be a dict with string keys")
     try:
-        return json.dumps(config, sort_keys=True, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+        raw = json.dumps(config, sort_keys=True, allow_nan=False,
+                         separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _bad(f"Hello.config is not JSON-serialisable with finite numbers ({exc})") from exc
+    parse_json(raw, "Hello.config")  # what the edge would refuse is refused here already
+    return raw
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """Nesting depth of a JSON text, counted without parsing it (strings skipped), so
+    that a deep text is refused before a recursive parser sees it."""
+    skeleton = np.frombuffer(_JSON_STRING.sub(b'""', raw), np.uint8)
+    step = (np.isin(skeleton, (ord("["), ord("{"))).astype(np.int64)
+            - np.isin(skeleton, (ord("]"), ord("}"))))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} overflows a float")
+    return value
+
+
+def parse_json(raw: bytes, what: str, max_depth: int = MAX_JSON_DEPTH,
+               max_size: int = MAX_HELLO) -> Any:
+    """A bounded JSON text -> its value: at most `max_size` bytes and `max_depth` levels,
+    finite numbers only (no NaN, Infinity or 1e400); anything else is MALFORMED."""
+    if len(raw) > max_size:
+        raise ProtocolError(ErrorCode.TOO_LARGE,
+                            f"{what} is {len(raw)} bytes of JSON, above the maximum {max_size}")
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise _bad(f"{what} is nested {depth} levels deep, above the maximum {max_depth}")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant,
+                          parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _bad(f"{what} is not a valid JSON object or value ({escape(exc)})") from exc
 
 
 def _encode_body(msg: Message) -> bytes:
@@ -269,8 +330,8 @@ def _encode_body(msg: Message) -> bytes:
         if version > 255:
             raise _bad(f"Hello.version must fit in a byte, got {version}")
         return (struct.pack("!B", version)
-                + _pack_str(_str_bytes("Hello.device_id", msg.device_id, MAX_NAME, False))
-                + _pack_str(_str_bytes("Hello.scheme", msg.scheme, MAX_NAME, False))
+                + _pack_str(_check_name("Hello.device_id", msg.device_id))
+                + _pack_str(_check_name("Hello.scheme", msg.scheme))
                 + _pack_blob(_check_config(msg.config))
                 + _pack_str(_str_bytes("Hello.token", msg.token, MAX_TOKEN)))
     if isinstance(msg, Keyframe):
@@ -381,35 +442,60 @@ def parse_header(header: bytes, max_body: int = MAX_BODY) -> tuple[MessageType, 
         kind = MessageType(tag)
     except ValueError:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {tag}") from None
-    if length > max_body:
+    limit = min(max_body, MAX_HELLO) if kind == MessageType.HELLO else max_body
+    if length > limit:
         raise ProtocolError(ErrorCode.TOO_LARGE,
-                            f"{kind.name} body of {length} bytes, above the maximum {max_body}")
+                            f"{kind.name} body of {length} bytes, above the maximum {limit}")
     return kind, length
+
+
+@dataclass(frozen=True)
+class HelloFields:
+    """A HELLO with its config still raw JSON: what the edge reads to check the token
+    before it parses anything the peer chose (`hello_config` finishes the job)."""
+
+    version: int
+    device_id: str
+    scheme: str
+    raw_config: bytes
+    token: str
+
+
+def decode_hello_fields(body: bytes) -> HelloFields:
+    """The fixed fields of a HELLO body (names checked); the config is left unparsed."""
+    if len(body) > MAX_HELLO:
+        raise ProtocolError(ErrorCode.TOO_LARGE,
+                            f"HELLO body of {len(body)} bytes, above the maximum {MAX_HELLO}")
+    cur = _Cursor(body, "HELLO")
+    (version,) = cur.unpack("!B", "version")
+    device_id = cur.string("device_id", MAX_NAME)
+    scheme = cur.string("scheme", MAX_NAME)
+    raw_config = cur.blob("config")
+    token = cur.string("token", MAX_TOKEN)
+    cur.done()
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(ErrorCode.BAD_VERSION, f"HELLO for protocol version {version}, "
+                            f"this side speaks {PROTOCOL_VERSION}")
+    for name, value in (("device_id", device_id), ("scheme", scheme)):
+        if not NAME_PATTERN.fullmatch(value):
+            raise _bad(f"HELLO: {name} must match {NAME_PATTERN.pattern}, got {escape(value)}")
+    return HelloFields(version, device_id, scheme, raw_config, token)
+
+
+def hello_config(fields: HelloFields) -> Hello:
+    """Finish decoding a HELLO: parse its config (bounded JSON object)."""
+    config = parse_json(fields.raw_config, "HELLO: config")
+    if not isinstance(config, dict):
+        raise _bad(f"HELLO: config must be a JSON object, got {type(config).__name__}")
+    return Hello(device_id=fields.device_id, scheme=fields.scheme, config=config,
+                 token=fields.token, version=fields.version)
 
 
 def decode_body(kind: MessageType, body: bytes) -> Message:
     """The body of a message of type `kind` -> the message, validated."""
     cur = _Cursor(body, kind.name)
     if kind == MessageType.HELLO:
-        (version,) = cur.unpack("!B", "version")
-        device_id = cur.string("device_id", MAX_NAME)
-        scheme = cur.string("scheme", MAX_NAME)
-        raw_config = cur.blob("config")
-        token = cur.string("token", MAX_TOKEN)
-        cur.done()
-        if not device_id or not scheme:
-            raise _bad("HELLO: device_id and scheme must not be empty")
-        try:
-            config = json.loads(raw_config.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _bad(f"HELLO: config is not a JSON object ({exc})") from exc
-        if not isinstance(config, dict):
-            raise _bad(f"HELLO: config must be a JSON object, got {type(config).__name__}")
-        if version != PROTOCOL_VERSION:
-            raise ProtocolError(ErrorCode.BAD_VERSION, f"HELLO for protocol version {version}, "
-                                f"this side speaks {PROTOCOL_VERSION}")
-        return Hello(device_id=device_id, scheme=scheme, config=config, token=token,
-                     version=version)
+        return hello_config(decode_hello_fields(body))
     if kind == MessageType.KEYFRAME:
         index, t_capture = cur.unpack("!Id", "index, t_capture")
         payload = cur.blob("payload")
@@ -526,52 +612,3 @@ class Reassembler:
         if isinstance(msg, Part):
             raise _bad("a PART inside a PART")
         return msg
-
-
-# ----------------------------------------------------------------------------- asyncio streams
-
-
-async def read_message(reader: asyncio.StreamReader, timeout: float | None = None,
-                       idle_timeout: float | None = None,
-                       max_body: int = MAX_BODY) -> Message | None:
-    """The next message of a stream; None at a clean end of stream (between messages).
-
-    The first byte must come within `idle_timeout` seconds and the rest of the message
-    within `timeout` seconds after it (ProtocolError TIMEOUT: a message that never
-    completes); a stream that ends inside a message is TRUNCATED.
-    """
-    try:
-        first = await asyncio.wait_for(reader.read(1), idle_timeout)
-    except asyncio.TimeoutError:
-        raise ProtocolError(ErrorCode.TIMEOUT, f"no message within {idle_timeout} s") from None
-    if not first:
-        return None
-    try:
-        kind, body = await asyncio.wait_for(_read_rest(reader, first, max_body), timeout)
-    except asyncio.TimeoutError:
-        raise ProtocolError(ErrorCode.TIMEOUT,
-                            f"message not complete within {timeout} s") from None
-    return decode_body(kind, body)
-
-
-async def _read_rest(reader: asyncio.StreamReader, first: bytes,
-                     max_body: int) -> tuple[MessageType, bytes]:
-    try:
-        header = first + await reader.readexactly(HEADER.size - 1)
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(ErrorCode.TRUNCATED, f"stream ended after {1 + len(exc.partial)} "
-                            f"of {HEADER.size} header bytes") from None
-    kind, length = parse_header(header, max_body)
-    try:
-        return kind, await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(ErrorCode.TRUNCATED, f"stream ended after {len(exc.partial)} "
-                            f"of {length} {kind.name} body bytes") from None
-
-
-async def write_message(writer: asyncio.StreamWriter, msg: Message) -> int:
-    """Encode and send one message; returns the number of bytes written."""
-    frame = encode(msg)
-    writer.write(frame)
-    await writer.drain()
-    return len(frame)

@@ -14,6 +14,7 @@ from edge.models.registry import resolve_model
 from stac import protocol as P
 from stac.codec.labels import decode_labels
 from stac.codec.reference import jpeg_encode
+from stac.emu import streams
 from stac.emu.build import hello_config, scheme_from_hello
 from stac.emu.edge_main import EdgeOptions, EdgeServer
 from stac.frames import open_source
@@ -72,19 +73,19 @@ async def _good_device(port: int, payloads: list[bytes], device_id: str = "good"
     """Handshake, send every keyframe (through parts, as the paced uplink does), collect
     one FEEDBACK per keyframe."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await P.write_message(writer, P.Hello(device_id, "jpeg", _config(), token))
-    ack = await P.read_message(reader, timeout=10, idle_timeout=30)
+    await streams.write_message(writer, P.Hello(device_id, "jpeg", _config(), token))
+    ack = await streams.read_message(reader, timeout=10, idle_timeout=30)
     assert isinstance(ack, P.Hello), ack
     for i, payload in enumerate(payloads):
         for part in P.split(P.Keyframe(index=i, t_capture=i / 5, payload=payload), i, 300):
-            await P.write_message(writer, part)
+            await streams.write_message(writer, part)
         await asyncio.sleep(pause)
     out = []
     while len(out) < len(payloads):
-        msg = await P.read_message(reader, timeout=10, idle_timeout=60)
+        msg = await streams.read_message(reader, timeout=10, idle_timeout=60)
         assert isinstance(msg, P.Feedback), msg
         out.append(msg)
-    await P.write_message(writer, P.Bye("done"))
+    await streams.write_message(writer, P.Bye("done"))
     writer.close()
     return out
 
@@ -98,7 +99,7 @@ async def _hostile(port: int, data: bytes, close: bool) -> P.Message | None:
         writer.write_eof()
     last = None
     try:
-        while (msg := await P.read_message(reader, timeout=10, idle_timeout=10)) is not None:
+        while (msg := await streams.read_message(reader, timeout=10, idle_timeout=10)) is not None:
             last = msg  # a HELLO acknowledgement may come before the ERROR
         return last
     except ConnectionResetError:
@@ -157,7 +158,7 @@ def test_wrong_token_is_refused_before_any_frame(model, jpeg_frames):
             reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
             writer.write(P.encode(P.Hello("intruder", "jpeg", _config(), "guess"))
                          + P.encode(P.Keyframe(0, 0.0, jpeg_frames[0])))
-            answer = await P.read_message(reader, timeout=5, idle_timeout=5)
+            answer = await streams.read_message(reader, timeout=5, idle_timeout=5)
             assert await asyncio.wait_for(reader.read(), 5) == b""
             writer.close()
             no_token = await _hostile(edge.port, P.encode(P.Hello("x", "jpeg", _config())),

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stac import protocol as P
+from stac.emu import streams
 from stac.protocol import ErrorCode, ProtocolError
 
-names = st.text(min_size=1, max_size=20)
+names = st.from_regex(P.NAME_PATTERN, fullmatch=True)
 u32 = st.integers(0, 2**32 - 1)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
@@ -204,7 +205,7 @@ def _read_all(data: bytes, eof: bool = True, timeout: float | None = 0.5):
             reader.feed_eof()
         out = []
         while True:
-            msg = await P.read_message(reader, timeout=timeout, idle_timeout=timeout)
+            msg = await streams.read_message(reader, timeout=timeout, idle_timeout=timeout)
             if msg is None:
                 return out
             out.append(msg)
@@ -268,3 +269,67 @@ def test_reassembler_refuses_interleaving_and_oversize():
     assert info.value.code == ErrorCode.TOO_LARGE
     with pytest.raises(ProtocolError, match="abort"):
         P.encode(P.Part(serial=0, data=b"x", abort=True))
+
+
+# ----------------------------------------------------------------------------- limits (issue 13)
+
+
+def _hello_with_config(raw: bytes, device_id: bytes = b"d") -> bytes:
+    body = (struct.pack("!BH", P.PROTOCOL_VERSION, len(device_id)) + device_id
+            + struct.pack("!H", 1) + b"s" + struct.pack("!I", len(raw)) + raw
+            + struct.pack("!H", 0))
+    return P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, P.MessageType.HELLO, len(body)) + body
+
+
+@pytest.mark.parametrize("depth", [P.MAX_JSON_DEPTH + 1, 1000, 100_000])
+def test_deep_json_is_a_protocol_error_everywhere(depth):
+    raw = b'{"a":' * depth + b"1" + b"}" * depth
+    frame = _hello_with_config(raw[:P.MAX_HELLO - 64] if len(raw) > P.MAX_HELLO - 64 else raw)
+    for parse in (lambda: P.decode(frame),
+                  lambda: P.decode_body(P.MessageType.HELLO, frame[P.HEADER.size:]),
+                  lambda: P.Reassembler().feed(P.Part(0, frame, last=True))):
+        with pytest.raises(ProtocolError) as info:  # not RecursionError
+            parse()
+        assert info.value.code == ErrorCode.MALFORMED, info.value
+    with pytest.raises(ProtocolError):
+        P.encode(P.Hello("d", "s", {"a": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}))
+
+
+def test_json_depth_skips_strings():
+    assert P.json_depth(b'{"a": "[[[[{{{{", "b": [1, "]]\\"[["]}') == 2
+    P.parse_json(b'{"k": "' + b"[" * 1000 + b'"}', "x")  # brackets inside a string: fine
+
+
+@pytest.mark.parametrize("raw", [b'{"B": 1e400}', b'{"B": -1e400}', b'{"B": NaN}',
+                                 b'{"B": Infinity}', b'{"B": [1, -Infinity]}'])
+def test_non_finite_json_numbers_are_refused(raw):
+    with pytest.raises(ProtocolError, match="JSON") as info:
+        P.decode(_hello_with_config(raw))
+    assert info.value.code == ErrorCode.MALFORMED
+
+
+def test_hello_size_is_limited_from_the_header():
+    header = P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, P.MessageType.HELLO, 16 * 2**20)
+    with pytest.raises(ProtocolError) as info:
+        P.parse_header(header)  # refused before a single body byte is read
+    assert info.value.code == ErrorCode.TOO_LARGE and str(P.MAX_HELLO) in info.value.text
+    with pytest.raises(ProtocolError) as info:
+        P.encode(P.Hello("d", "s", {"x": "y" * P.MAX_HELLO}))
+    assert info.value.code == ErrorCode.TOO_LARGE
+    assert P.parse_header(header[:-4] + struct.pack("!I", P.MAX_HELLO))[1] == P.MAX_HELLO
+
+
+@pytest.mark.parametrize("name", ["a\nb", "dev 1", "x\r\n2026 stac.edge INFO forged", "é",
+                                  "-lead", "a" * 65, 'q"uote'])
+def test_names_cannot_forge_log_lines(name):
+    with pytest.raises(ProtocolError):
+        P.encode(P.Hello(name, "jpeg"))
+    with pytest.raises(ProtocolError) as info:
+        P.decode(_hello_with_config(b"{}", name.encode("utf-8")))
+    assert info.value.code == ErrorCode.MALFORMED
+    assert "\n" not in str(info.value) and "\r" not in str(info.value)
+
+
+def test_escape_keeps_one_line():
+    assert P.escape("a\nb\r\x00\x1b[31m") == "a\\nb\\r\\x00\\x1b[31m"
+    assert P.escape("x" * 500, limit=10) == "x" * 10 + "..."

@@ -16,7 +16,7 @@ from stac.codec import mb_decoder
 from stac.codec.bitstream import parse_header
 from stac.codec.color import ycbcr420_to_rgb
 from stac.codec.deblock import level_qps
-from stac.codec.errors import BitstreamError
+from stac.codec.errors import BitstreamError, check_size
 from stac.codec.jit import announce_compile
 from stac.codec.layout import FrameLayout
 from stac.codec.mb_common import FrameContext
@@ -43,9 +43,12 @@ _ERRORS = {
 
 class Decoder:
     """Stateful decoder of one stream. `tables`: table sets it knows besides the default
-    and those embedded in frames it has decoded."""
+    and those embedded in frames it has decoded; `frame_size` (w, h): the only size it
+    accepts (checked from the header, before anything is allocated)."""
 
-    def __init__(self, tables: TableSet | Iterable[TableSet] | None = None) -> None:
+    def __init__(self, tables: TableSet | Iterable[TableSet] | None = None,
+                 frame_size: tuple[int, int] | None = None) -> None:
+        self.frame_size = frame_size
         known = [default_tables()]
         if isinstance(tables, TableSet):
             known.append(tables)
@@ -70,6 +73,7 @@ class Decoder:
             raise TypeError(f"expected bytes, got {type(data).__name__}")
         data = bytes(data)
         header, offset = parse_header(data)
+        check_size("frame", (header.width, header.height), self.frame_size)
         if header.tables is not None:
             self._tables[header.table_id] = header.tables
         tables = self._tables.get(header.table_id)

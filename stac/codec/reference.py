@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from stac.codec.color import pad_to_multiple, rgb_to_ycbcr420, ycbcr420_to_rgb
-from stac.codec.errors import BitstreamError
+from stac.codec.errors import BitstreamError, check_size
 
 __all__ = ["X264Encoder", "X264Decoder", "jpeg_encode", "jpeg_decode"]
 
@@ -121,6 +121,9 @@ class X264Decoder:
         if len(frames) != 1:
             raise BitstreamError(f"H.264 packet decoded to {len(frames)} frames, expected 1")
         frame = frames[0]
+        if self.width is not None and self.height is not None:  # the encoder's even padding
+            check_size("H.264 frame", (frame.width, frame.height),
+                       (self.width + self.width % 2, self.height + self.height % 2))
         if frame.format.name not in ("yuv420p", "yuvj420p"):
             raise BitstreamError(f"unexpected H.264 pixel format {frame.format.name}")
         out = []
@@ -170,14 +173,16 @@ def jpeg_encode(
     return buf.getvalue()
 
 
-def jpeg_decode(data: bytes) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of JPEG bytes; corrupt data raises `BitstreamError`."""
+def jpeg_decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of JPEG bytes; corrupt data, a decompression bomb or (when `size`
+    (w, h) is given) another frame size raise `BitstreamError`, the size before decoding."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.format != "JPEG":
                 raise BitstreamError(f"not a JPEG stream (format {im.format})")
+            check_size("JPEG frame", im.size, size)
             return np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, BitstreamError):
-            raise
-        raise BitstreamError(f"corrupt JPEG stream: {exc}") from exc
+    except BitstreamError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BitstreamError(f"corrupt JPEG stream: {type(exc).__name__}: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,7 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0])
     add_stream_arguments(p)
     p.add_argument("--devices", type=int, default=1, help="number of device processes")
-    p.add_argument("--token", default="", help="secret shared by the edge and the devices")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file whose first line is the secret shared by the edge and the "
+                        "devices (default: $STAC_TOKEN); the processes get it through "
+                        "their environment, never on their command lines")
+    p.add_argument("--token", default=None,
+                   help="the secret on this command line (prefer --token-file)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=main)
@@ -81,6 +87,7 @@ def _emulate(options: RunOptions, out: Path, devices: int, token: str, threads: 
              progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from stac.emu.auth import ENV
     from stac.emu.build import build_stream
     from stac.options import stream_argv
 
@@ -90,13 +97,17 @@ def _emulate(options: RunOptions, out: Path, devices: int, token: str, threads: 
     setup = build_stream(options)
     n_frames = len(setup.frames)
     del setup
+    # the token travels in the environment: command lines are readable by any local user
+    env = {**os.environ, ENV: token}
+    tables = getattr(options.scheme, "tables", None)  # a device's table file: the edge offers
+    #                                                    it too
     edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)
     edge = subprocess.Popen(
         [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", "0",
-         "--model", options.model, "--seed", str(options.seed), "--token", token,
-         "--threads", str(threads),
+         "--model", options.model, "--seed", str(options.seed),
+         "--threads", str(threads), *(["--tables", tables] if tables else []),
          "--max-devices", str(max(devices, 1)), "--out", str(out / "edge")],
-        stdout=subprocess.PIPE, stderr=edge_log, text=True)
+        stdout=subprocess.PIPE, stderr=edge_log, text=True, env=env)
     procs: list[subprocess.Popen] = []
     logs = []
     try:
@@ -107,9 +118,10 @@ def _emulate(options: RunOptions, out: Path, devices: int, token: str, threads: 
             logs.append(open(dev_out / "device.log", "w"))  # noqa: SIM115
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "stac.emu.device_main", "stream", "--edge", address,
-                 "--out", str(dev_out), "--device-id", f"device-{i}", "--token", token,
+                 "--out", str(dev_out), "--device-id", f"device-{i}",
                  "--wait-go", "--threads", str(threads), *stream_argv(options)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True))
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True,
+                env=env))
         for proc in procs:  # every device connected: start the cameras together
             line = proc.stdout.readline()
             if line.strip() != "ready":
@@ -218,9 +230,11 @@ def main(args: argparse.Namespace) -> int:
     from stac.options import run_options
 
     try:
+        from stac.emu.auth import read_token
+
         result = emulate(run_options(args, args.scheme_params, overwrite=args.overwrite),
-                         devices=args.devices,
-                         token=args.token, threads=_threads(args))
+                         devices=args.devices, token=read_token(args.token_file, args.token),
+                         threads=_threads(args))
     except (RuntimeError, OSError, ValueError) as exc:
         from stac.results import failed_note
 

@@ -6,8 +6,10 @@ Nothing here is algorithm code; a scheme name means the same objects as in `stac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,11 +45,54 @@ def scheme_from_hello(name: str, config: dict[str, Any]) -> tuple[SchemeParams, 
     try:
         w, h = (int(v) for v in stream["frame_size"])
         schedule = {int(k): float(v) for k, v in dict(stream["schedule"]).items()}
-        parsed = Stream(source_fps=float(stream["source_fps"]), frame_size=(w, h),
-                        schedule=schedule)
+        source_fps = float(stream["source_fps"])
     except (TypeError, ValueError) as e:
         raise SchemeError(f"bad HELLO stream: {e}") from None
-    return make_scheme(name, params), parsed
+    check_stream(source_fps, (w, h), schedule)
+    return make_scheme(name, params), Stream(source_fps=source_fps, frame_size=(w, h),
+                                             schedule=schedule)
+
+
+MAX_FRAME_SIDE = 8192  # pixels; the codec's own limit is stac.codec.bitstream.MAX_DIM
+
+
+def check_stream(source_fps: float, frame_size: tuple[int, int],
+                 schedule: Mapping[int, float]) -> None:
+    """Refuse stream values a peer may send that make no sense (SchemeError naming the
+    field): zero, negative or non-finite rates, frame sizes outside 1..MAX_FRAME_SIDE.
+    The scheme's own parameters are validated by its dataclass."""
+    w, h = frame_size
+    if not (1 <= w <= MAX_FRAME_SIDE and 1 <= h <= MAX_FRAME_SIDE):
+        raise SchemeError(f"frame_size must be within 1..{MAX_FRAME_SIDE} per side, "
+                          f"got {w}x{h}")
+    rates = {"source_fps": source_fps, **{f"schedule[{k}]": v for k, v in schedule.items()}}
+    for name, value in rates.items():
+        if not (math.isfinite(value) and 0 < value <= protocol.MAX_FPS):
+            raise SchemeError(f"{name} must be in (0, {protocol.MAX_FPS:g}], got {value!r}")
+    if any(k < 0 for k in schedule):
+        raise SchemeError(f"schedule seconds must be >= 0, got {sorted(schedule)}")
+def edge_table_files(extra: Iterable[str | Path] = ()) -> dict[str, str]:
+    """The table sets an edge offers, by name: the shipped ones (edge/tables/NAME.npz) and
+    the files given to `stac-edge serve --tables` (under their stem and as given)."""
+    from edge.tables import TABLE_DIR
+
+    known = {p.stem: str(p) for p in sorted(Path(TABLE_DIR).glob("*.npz"))}
+    for path in extra:
+        known[Path(path).stem] = known[str(path)] = str(path)
+    return known
+
+
+def choose_tables(scheme: SchemeParams, known: Mapping[str, str]) -> SchemeParams:
+    """`scheme` with its `tables` name replaced by the edge's own file for that name: a
+    device names a table set, it never chooses a path on the edge (and learns nothing
+    about the edge's files from the answer)."""
+    name = getattr(scheme, "tables", None)
+    if name is None:
+        return scheme
+    if name not in known:
+        raise SchemeError(f"tables {protocol.escape(name, 80)!r} is not a table set "
+                          f"of this edge; it offers {', '.join(sorted(known)) or 'none'}")
+    return replace(scheme, tables=known[name])
 
 
 def set_threads(threads: int | None) -> None:
@@ -64,18 +109,21 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def edge_factory(model_spec: str | None, seed: int = 0
+def edge_factory(model_spec: str | None, seed: int = 0, tables: Iterable[str | Path] = ()
                  ) -> tuple[Callable[[protocol.Hello], EdgeAgent], str]:
     """(Hello -> that device's EdgeAgent, model name); the model is loaded once and shared.
 
-    `seed` makes an `untrained:NAME` model the same network the devices score against."""
+    `seed` makes an `untrained:NAME` model the same network the devices score against;
+    `tables`: table files devices may name besides the shipped ones (`edge_table_files`)."""
     name = model_spec or DEFAULT_MODEL
     seed_everything(seed)
     model = resolve_model(name)
     warmed: set[tuple[str, tuple[int, int]]] = set()
+    known_tables = edge_table_files(tables)
 
     def factory(hello: protocol.Hello) -> EdgeAgent:
         scheme, stream = scheme_from_hello(hello.scheme, hello.config)
+        scheme = choose_tables(scheme, known_tables)
         key = (hello.scheme, stream.frame_size)
         if key not in warmed:
             w, h = stream.frame_size

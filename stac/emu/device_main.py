@@ -27,6 +27,8 @@ import numpy as np
 
 from edge.models.registry import ModelError
 from stac import protocol
+from stac.emu import streams
+from stac.emu.auth import read_token
 from stac.emu.build import _video_seconds, build_stream, set_threads
 from stac.emu.link import Downlink, Entry, StreamClock, Uplink
 from stac.frames import Frame, FrameError
@@ -34,6 +36,7 @@ from stac.options import add_stream_arguments, run_options
 from stac.protocol import Config, ErrorCode
 from stac.results import FrameRecord, RunSink
 from stac.runbook import RunBook
+from stac.session import Role, Session
 from stac.sim.runner import RunOptions
 from stac.traces import Trace, TraceError
 
@@ -87,7 +90,8 @@ class DeviceClient:
     def __init__(self, agent, start: Config, scheme: str, hello: dict[str, Any],
                  edge: tuple[str, int], trace: Trace, evaluate, sink: RunSink,
                  link: LinkOptions | None = None, device_id: str = "device-0", token: str = "",
-                 backoff: tuple[float, float] = (0.1, 2.0)) -> None:
+                 backoff: tuple[float, float] = (0.1, 2.0),
+                 feedback_timeout: float | None = 3.0) -> None:
         self.agent = agent
         self.book = RunBook(trace, start, sink)
         self.scheme = scheme
@@ -110,6 +114,12 @@ class DeviceClient:
         self._later: set[asyncio.Task] = set()  # configurations waiting for t_effective
         self._device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self._books = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
+        # silent-edge watchdog: keyframes delivered and not yet answered (index -> arrival)
+        self.feedback_timeout = feedback_timeout
+        self._awaiting: dict[int, float] = {}
+        self._last_heard = 0.0
+        self._silent = False
+        self._session: Session | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -134,11 +144,15 @@ class DeviceClient:
 
     async def _connect_once(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.edge), 5.0)
+        session = Session(Role.DEVICE)
         try:
-            await protocol.write_message(writer, protocol.Hello(
-                device_id=self.device_id, scheme=self.scheme, config=self.hello,
-                token=self.token))
-            answer = await protocol.read_message(reader, timeout=5.0, idle_timeout=30.0)
+            hello = protocol.Hello(device_id=self.device_id, scheme=self.scheme,
+                                   config=self.hello, token=self.token)
+            session.send(hello)
+            await streams.write_message(writer, hello)
+            answer = await streams.read_message(reader, timeout=5.0, idle_timeout=30.0)
+            if answer is not None:
+                session.receive(answer)
         except BaseException:
             writer.close()
             raise
@@ -151,12 +165,15 @@ class DeviceClient:
         if not isinstance(answer, protocol.Hello):
             writer.close()
             raise ConnectionError(f"edge answered {type(answer).__name__} instead of HELLO")
+        self._session = session
         return reader, writer
 
-    def _mark_down(self, reason: str) -> None:
+    def _mark_down(self, reason: str, since: float | None = None) -> None:
+        """The edge is unreachable from `since` (default now); the outage keeps its first
+        reason (its cause), not the errors of the retries that follow."""
         if self._down_since is None:
-            self._down_since = self.clock.now()
-        self._down_reason = reason
+            self._down_since = self.clock.now() if since is None else since
+            self._down_reason = reason
 
     def _mark_up(self) -> None:
         if self._down_since is not None and self._camera_started:
@@ -194,6 +211,7 @@ class DeviceClient:
             reason = await self._receive(reader)
             self._writer = None
             writer.close()
+            self._awaiting.clear()
             for entry in self.uplink.reset():
                 log.debug("keyframe %s lost with the connection", entry.meta)
             if not finished.is_set():
@@ -204,9 +222,10 @@ class DeviceClient:
         """Read the edge's messages into the downlink until the connection ends."""
         try:
             while True:
-                msg = await protocol.read_message(reader, timeout=5.0)
+                msg = await streams.read_message(reader, timeout=5.0)
                 if msg is None:
                     return "edge closed the connection"
+                self._heard_from_edge(msg)
                 if isinstance(msg, (protocol.Feedback, protocol.Config)):
                     self.downlink.receive(msg, len(protocol.encode(msg)))
                 elif isinstance(msg, protocol.Error):
@@ -217,6 +236,43 @@ class DeviceClient:
                     return f"unexpected {type(msg).__name__} from the edge"
         except (OSError, protocol.ProtocolError, asyncio.IncompleteReadError) as exc:
             return f"{type(exc).__name__}: {exc}"
+
+    # ------------------------------------------------------------------ silent edge
+
+    def _heard_from_edge(self, msg: protocol.Message) -> None:
+        """A message from the edge: it is alive; a feedback answers its keyframe. Raises
+        ProtocolError for a message the session rules do not allow."""
+        if self._session is not None:
+            self._session.receive(msg)
+        self._last_heard = self.clock.now()
+        if isinstance(msg, protocol.Feedback):
+            self._awaiting.pop(msg.index, None)
+        if self._silent:
+            self._silent = False
+            self._mark_up()
+
+    def _silent_since(self, now: float) -> float | None:
+        """When the edge went silent, if it has said nothing for `feedback_timeout` seconds
+        while keyframes it received are unanswered; else None."""
+        if not self._awaiting or self.feedback_timeout is None:
+            return None
+        since = max(self._last_heard, min(self._awaiting.values()))
+        return since if now - since > self.feedback_timeout else None
+
+    async def _watch_edge(self) -> None:
+        """Detect a silent edge (frozen, overloaded, a dead link that TCP has not noticed)
+        and record it as an outage with that cause until the edge speaks again."""
+        period = min(0.25, self.feedback_timeout or 0.25)
+        while True:
+            await asyncio.sleep(period)
+            now = self.clock.now()
+            since = self._silent_since(now)
+            if since is not None and not self._silent and self._down_since is None:
+                self._silent = True
+                self._mark_down(f"edge silent: no message for {self.feedback_timeout:g} s "
+                                f"with {len(self._awaiting)} keyframes unanswered", since)
+                log.warning("edge silent for %.2f s with %d keyframes unanswered",
+                            now - since, len(self._awaiting))
 
     # ------------------------------------------------------------------ downlink, config
 
@@ -247,6 +303,7 @@ class DeviceClient:
     def _on_arrival(self, entry: Entry) -> None:
         if entry.meta is not None:
             self.book.arrived(entry.meta, entry.t_arrived)
+            self._awaiting[entry.meta] = entry.t_arrived
 
     def _on_drop(self, entry: Entry) -> None:
         if entry.meta is not None:
@@ -318,7 +375,8 @@ class DeviceClient:
         if self._down_since is not None:
             self._down_since = 0.0
         video_s = _video_seconds(frames)
-        tasks = [asyncio.create_task(t) for t in (self.uplink.run(), self.downlink.run())]
+        tasks = [asyncio.create_task(t) for t in (self.uplink.run(), self.downlink.run(),
+                                                  self._watch_edge())]
         seconds = asyncio.create_task(self._seconds(video_s))
         try:
             await self._camera(frames)
@@ -370,7 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder (simulator schema)")
     add_stream_arguments(p)
     p.add_argument("--device-id", default="device-0")
-    p.add_argument("--token", default="", help="the edge's secret, if it has one")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file whose first line is the edge's secret (default: $STAC_TOKEN)")
+    p.add_argument("--token", default=None,
+                   help="the edge's secret on the command line (visible to local users: "
+                        "prefer --token-file or $STAC_TOKEN)")
+    p.add_argument("--feedback-timeout", type=float, default=3.0,
+                   help="seconds without a message from the edge, while keyframes are "
+                        "unanswered, after which the edge counts as down (0: never)")
     p.add_argument("--wait-go", action="store_true",
                    help="once connected, print 'ready' and start on a 'go' line on stdin")
     p.add_argument("--log-level", default="INFO")
@@ -378,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-0",
-           token: str = "", wait_go: bool = False) -> dict[str, Any]:
+           token: str = "", wait_go: bool = False,
+           feedback_timeout: float | None = 3.0) -> dict[str, Any]:
     """Run one device stream; writes the simulator's outputs into `options.out` (row by row)
     plus outages.csv, and returns the summary."""
     from stac.results import RunWriter, plot_timeline, write_summary
@@ -392,7 +458,7 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
                        downlink_kbps=options.downlink_kbps)
     client = DeviceClient(setup.agent, setup.start, options.scheme.name, setup.hello, edge,
                           setup.trace, setup.evaluate, writer, link=link, device_id=device_id,
-                          token=token)
+                          token=token, feedback_timeout=feedback_timeout)
     async def go() -> None:  # `stac-sim emulate` starts every device's camera at once
         print("ready", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -454,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     try:
         summary = stream(run_options(args, args.scheme_params), args.edge, args.device_id,
-                         args.token, wait_go=args.wait_go)
+                         read_token(args.token_file, args.token), wait_go=args.wait_go,
+                         feedback_timeout=args.feedback_timeout or None)
     except EdgeRefused as exc:
         print(f"stac-device: {exc}", file=sys.stderr)
         return 3

@@ -48,7 +48,8 @@ class Stac(SchemeParams):
         grid = RegionGrid.for_frame(stream.frame_size)  # one region grid, shared by both halves
         device = StacDevice(tables, start, source_fps=stream.source_fps,
                             frame_size=stream.frame_size, grid=grid)
-        edge = StacEdge(model, tables, start, grid=grid, schedule=stream.schedule)
+        edge = StacEdge(model, tables, start, grid=grid, schedule=stream.schedule,
+                        frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
 
 
@@ -97,5 +98,6 @@ def _one_level(params: Uniform, device_class, stream: Stream,
     start = params.config(level=level)
     device = device_class(tables, start, source_fps=stream.source_fps,
                           frame_size=stream.frame_size, level=level)
-    edge = OffloadEdge(OWN, model, start, schedule=stream.schedule, tables=tables)
+    edge = OffloadEdge(OWN, model, start, schedule=stream.schedule, tables=tables,
+                       frame_size=stream.frame_size)
     return Scheme(name=params.name, device=device, edge=edge, config=start)
