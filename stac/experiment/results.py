@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from stac.experiment.runs import run_dir
-from stac.experiment.sweep import RUNS_CSV
+from stac.experiment.sweep import RUNS_CSV, tidy
 
 
 class ResultsError(FileNotFoundError):
@@ -41,7 +41,7 @@ def load_runs(out: str | Path) -> pd.DataFrame:
     path = Path(out) / RUNS_CSV
     if not path.is_file():
         raise ResultsError(f"{path}: no runs table (run `stac-sim sweep SPEC --out {out}`)")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return tidy(pd.read_csv(path, keep_default_na=False, na_values=[""]))
 
 
 def open_run(path: str | Path) -> RunResult:

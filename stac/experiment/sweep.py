@@ -113,12 +113,19 @@ def table(tasks: Sequence[Mapping[str, Any]], rows: Mapping[str, Mapping[str, An
         columns += [k for k in task["columns"] if k not in columns]
     columns += [m for m in METRICS if m not in columns]
     records = [rows[t["run_id"]] for t in tasks if t["run_id"] in rows]
-    df = pd.DataFrame.from_records(records, columns=columns)
-    for column in columns:  # whole-number columns with gaps (qp of jpeg runs) stay integers
+    return tidy(pd.DataFrame.from_records(records, columns=columns))
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """One spelling of a runs table in memory and read back from CSV: whole-number option
+    columns with gaps (qp of jpeg runs) as nullable integers, no error as ''."""
+    for column in df.columns:
         values = df[column].dropna()
-        if df[column].dtype == float and len(values) and (values == values.round()).all() \
-                and column not in METRICS:
+        if column not in METRICS and df[column].dtype == float and len(values) \
+                and (values == values.round()).all():
             df[column] = df[column].astype("Int64")
+    if "error" in df.columns:
+        df["error"] = df["error"].fillna("").astype(str)
     return df
 
 
