@@ -164,6 +164,7 @@ def test_bd_rate_of_a_curve_at_twice_the_rate_is_plus_100_percent():
     assert table["bd_rate"].iloc[0] == pytest.approx(-0.5)
     assert table["saving"].iloc[0] == pytest.approx(0.5)
     assert (table["lo"].iloc[0], table["hi"].iloc[0]) == (0.80, 0.90)
+    assert table["ref_range"].iloc[0] == table["other_range"].iloc[0] == (0.80, 0.90)
     a = runs.query("scheme == 'a' and status == 'ok'")
     b = runs.query("scheme == 'b'")
     assert table["bd_rate"].iloc[0] == pytest.approx(
@@ -188,5 +189,5 @@ def test_plot_has_one_line_per_scheme_and_style():
     fig = plot_accuracy_bitrate(runs, metrics=("pa",), style="fps", col="clip")
     ax = fig.axes[0]
     assert sorted(line.get_label() for line in ax.lines) == [
-        "a @fps 10", "a @fps 5", "b @fps 10", "b @fps 5"]
+        "a @10 fps", "a @5 fps", "b @10 fps", "b @5 fps"]
     assert ax.get_xscale() == "log"

@@ -66,8 +66,9 @@ def _front(runs: pd.DataFrame, scheme: str, metric: str, rate: str):
 def bd_rates(runs: pd.DataFrame, reference: str, metric: str = "pa", by: Sequence[str] = (),
              rate: str = "kbps") -> pd.DataFrame:
     """Per group of `by` and other scheme: the BD-rate of `reference` relative to it at
-    equal `metric`, its saving (= -BD-rate), and the metric range both curves cover; a
-    pair that cannot be compared has NaN and a note saying why."""
+    equal `metric`, its saving (= -BD-rate), the metric range both Pareto fronts cover
+    (lo, hi) and each front's own range; a pair that cannot be compared has NaN and a note
+    saying why."""
     records: list[dict[str, Any]] = []
     for key, group in _groups(_usable(runs, metric, rate), by):
         schemes = list(dict.fromkeys(group["scheme"]))
@@ -78,19 +79,23 @@ def bd_rates(runs: pd.DataFrame, reference: str, metric: str = "pa", by: Sequenc
                 continue
             record = {**dict(zip(by, key, strict=True)), "scheme": other, "reference": reference,
                       "metric": metric, "bd_rate": math.nan, "saving": math.nan,
-                      "lo": math.nan, "hi": math.nan, "note": ""}
+                      "lo": math.nan, "hi": math.nan, "ref_range": None, "other_range": None,
+                      "note": ""}
             try:
                 (_, q_ref), (_, q_oth) = (_front(group, s, metric, rate)
                                           for s in (reference, other))
                 record.update(lo=float(max(q_ref.min(), q_oth.min())),
-                              hi=float(min(q_ref.max(), q_oth.max())))
+                              hi=float(min(q_ref.max(), q_oth.max())),
+                              ref_range=(float(q_ref.min()), float(q_ref.max())),
+                              other_range=(float(q_oth.min()), float(q_oth.max())))
                 bd = bd_rate_between(group, other, reference, metric, rate)
             except ValueError as exc:
                 record["note"] = str(exc)
             else:
                 record.update(bd_rate=bd, saving=-bd)
             records.append(record)
-    columns = [*by, "scheme", "reference", "metric", "bd_rate", "saving", "lo", "hi", "note"]
+    columns = [*by, "scheme", "reference", "metric", "bd_rate", "saving", "lo", "hi",
+               "ref_range", "other_range", "note"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -121,7 +126,7 @@ def plot_accuracy_bitrate(runs: pd.DataFrame, metrics: Sequence[str] = ("pa", "m
                     if pts.empty:
                         continue
                     pts = pts.sort_values(rate)
-                    label = scheme if s is None else f"{scheme} @{style} {s:g}" \
+                    label = scheme if s is None else f"{scheme} @{s:g} {style}" \
                         if isinstance(s, (int, float, np.number)) else f"{scheme} {s}"
                     ax.plot(pts[rate], pts[metric], marker="o", ms=4, color=colours[scheme],
                             ls=("-", "--", ":", "-.")[styles.index(s) % 4], label=label)

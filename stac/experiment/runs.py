@@ -31,20 +31,23 @@ HASH_EXCLUDED = ("out", "use_cache")  # where a run writes, and a cache switch: 
 _MODELS: dict[str, Any] = {}  # trained models loaded in this worker, by spec
 
 
-def canonical(value: Any) -> Any:
+def canonical(value: Any, whole_floats_as_int: bool = False) -> Any:
     """A JSON-able form of an option value with one spelling per value (tuples as lists,
-    NaN as None, whole floats as ints, mapping keys as sorted strings, dataclasses as
-    dicts), so that ``duration = 1`` and ``duration = 1.0`` are the same run."""
+    NaN as None, mapping keys as sorted strings, dataclasses as dicts); for hashing, whole
+    floats as ints too, so that ``duration = 1`` and ``duration = 1.0`` are the same run."""
+    def again(v: Any) -> Any:
+        return canonical(v, whole_floats_as_int)
+
     if is_dataclass(value) and not isinstance(value, type):
         value = asdict(value)
     if isinstance(value, Mapping):
-        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): again(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
-        return [canonical(v) for v in value]
+        return [again(v) for v in value]
     if isinstance(value, float):
         if math.isnan(value):
             return None
-        if value.is_integer() and abs(value) < 2**53:
+        if whole_floats_as_int and value.is_integer() and abs(value) < 2**53:
             return int(value)
     if isinstance(value, Path):
         return str(value)
@@ -66,7 +69,8 @@ def full_config(params: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 def run_id(config: Mapping[str, Any]) -> str:
     """``<scheme>-<12 hex>``: sha1 of the canonical JSON of the full configuration."""
-    text = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(canonical(config, whole_floats_as_int=True), sort_keys=True,
+                      separators=(",", ":"))
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     return f"{config.get('scheme', 'run')}-{digest}"
 
