@@ -1,7 +1,8 @@
 """`sweep(spec, out)`: run every configuration of a spec once, resumably, on a backend.
 
 Backends (DESIGN.md "Scaling out"): ``local``, a process pool of `workers` processes
-(spawned, one torch thread each, reused across runs), and ``ray``, one remote task per run
+(forked from a forkserver that imported the simulator once, one torch thread each, reused
+across runs), and ``ray``, one remote task per run
 on a local Ray instance or an existing cluster (``address``). Both call the same
 `runs.execute`, so the table is the same (apart from ``wall_s``). Runs already done in
 `out` are skipped; `out/runs.csv` is rewritten with every run of the spec, in spec order.
@@ -30,6 +31,7 @@ from stac.experiment.runs import (
 from stac.experiment.spec import SweepSpec, expand, load_spec, resolve
 
 BACKENDS = ("local", "ray")
+PRELOAD = "stac.experiment.preload"  # imported by every worker before its first run
 RUNS_CSV = "runs.csv"
 ENV_PASSED = ("STAC_CACHE", "STAC_DATA")  # environment a worker needs to see the same data
 
@@ -145,18 +147,30 @@ def _local(tasks: list[dict[str, Any]], workers: int | None, address: str | None
     if not tasks:
         return
     workers = min(workers or os.cpu_count() or 1, len(tasks))
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
                              initializer=_worker_init) as pool:
         futures = [pool.submit(execute, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
 
 
-def _worker_init() -> None:
-    """Import the simulator once per worker, before its first run."""
-    import stac.sim.runner  # noqa: F401
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a fresh server process that has imported the simulator once
+    (`stac.experiment.preload`), never from this process (it may hold torch threads);
+    spawned where there is no forkserver."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([PRELOAD])
+    return context
 
+
+def _worker_init() -> None:
+    """Everything imported and one thread, before the worker's first run (a no-op after
+    the forkserver's preload)."""
+    import importlib
+
+    importlib.import_module(PRELOAD)
     limit_threads()
 
 
@@ -171,11 +185,12 @@ def _ray(tasks: list[dict[str, Any]], workers: int | None, address: str | None
         raise ImportError("the ray backend needs Ray: pip install 'stac-sim[ray]'") from None
     started = not ray.is_initialized()
     if started:
+        setup = {"worker_process_setup_hook": f"{PRELOAD}.setup"}
         if address is not None:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, runtime_env=setup)
         else:
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                     log_to_driver=False)
+                     log_to_driver=False, runtime_env=setup)
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute)
         pending = [remote.remote(task) for task in tasks]
