@@ -1,12 +1,14 @@
 """Accuracy-bitrate curves of STAC against its baselines (STAC Fig. 1 / Fig. 11 analogue, issue 5).
 
     python experiments/fig11_accuracy_bitrate.py --out out/fig11 [--quick] [--fps 10] \\
-        [--clips bikes=default,swr=PATH/solidWhiteRight.mp4@480x360] [--workers 2]
+        [--clips bikes,solidWhiteRight,NAME=VIDEO@WxH] [--workers 2]
 
 A sweep on the experiment library (`stac.experiment.sweep`, one process per run on a local
 pool or on Ray, resumable) over each clip of `--clips` (``NAME=VIDEO[@WxH]``; VIDEO is a
 file, a folder, or ``default``, the clip bikes.mp4 at 640x272 that ships with the project;
-the paper-like second clip is ``solidWhiteRight=$STAC_DATA/videos/solidWhiteRight.mp4@480x360``):
+the names ``bikes`` and ``solidWhiteRight`` (``$STAC_DATA/videos/solidWhiteRight.mp4`` at
+480x360, the data root defaulting to ../shared/data) are the clips of
+experiments/figures/fig11_*):
 
 - `stac` over a sweep of the bound B at keyframe rate `--fps` (and `--fps2` if given),
 - `uniform` (the same codec, keyframes and segmentation propagation, one table level for
@@ -49,6 +51,7 @@ from stac.experiment import bd_rates, pareto_front, plot_accuracy_bitrate, sweep
 from stac.schemes import DEFAULT_MODEL
 from stac.traces import Trace, save_trace
 
+REPO = Path(__file__).resolve().parent.parent
 SWEEPS = {  # scheme -> (knob, default values)
     "stac": ("B", [0.5, 1.5, 4.0, 10.0, 25.0]),
     "uniform": ("level", [6, 10, 14, 18, 22, 26]),
@@ -63,10 +66,24 @@ COLUMNS = ["clip", "scheme", "knob", "value", "fps", "frames", "keyframes", "del
            "wall_s"]
 
 
+def data_root() -> Path:
+    """The data root (DESIGN.md "Data"): `$STAC_DATA`, else ../shared/data beside the checkout."""
+    return Path(os.environ.get("STAC_DATA") or REPO.parent / "shared" / "data")
+
+
+def named_clips() -> dict[str, str]:
+    """The clips of experiments/figures/fig11_*, by name: ``--clips bikes,solidWhiteRight``."""
+    return {"bikes": "bikes=default",
+            "solidWhiteRight": "solidWhiteRight="
+                               f"{data_root() / 'videos' / 'solidWhiteRight.mp4'}@480x360"}
+
+
 def parse_clips(text: str) -> dict[str, tuple[str, str | None]]:
-    """``NAME=VIDEO[@WxH],...`` (a bare VIDEO is named after its file) -> name: (video, size)."""
+    """``NAME=VIDEO[@WxH]`` or a name of `named_clips`, comma-separated (a bare VIDEO is
+    named after its file) -> name: (video, size)."""
     clips = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
+        item = named_clips().get(item, item)
         name, _, video = item.rpartition("=")
         video, _, size = video.partition("@")
         if video == "default":
@@ -156,9 +173,10 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("out") / "fig11")
-    p.add_argument("--clips", default="bikes=default",
-                   help="comma list of NAME=VIDEO[@WxH] (default: bikes=default, the shipped "
-                        "clip at its own 640x272)")
+    p.add_argument("--clips", default="bikes",
+                   help="comma list of NAME=VIDEO[@WxH], or the names bikes (the shipped clip "
+                        "at 640x272, the default) and solidWhiteRight ($STAC_DATA/videos/"
+                        "solidWhiteRight.mp4 at 480x360; STAC_DATA defaults to ../shared/data)")
     p.add_argument("--schemes", default=",".join(SWEEPS))
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--trace", type=Path, default=None,

@@ -92,6 +92,8 @@ def test_paths_resolve_from_the_spec_folder_then_the_cwd(tmp_path, monkeypatch, 
     assert [t["params"]["trace"] for t in tasks] == [str(tmp_path / "mine.csv"),
                                                     str(repo_root / "traces" / "lte.csv")]
     assert [t["columns"]["trace"] for t in tasks] == ["mine.csv", "traces/lte.csv"]
+    toml = '[base]\ntrace = "mine.csv"\nschedule = {3 = 5.0}\n'
+    assert plan(write(tmp_path, toml, "s.toml"), tmp_path)[0]["params"]["schedule"] == {3: 5.0}
     with pytest.raises(SpecError, match="'nowhere.csv' is neither in"):
         plan(write(tmp_path, '[base]\ntrace = "nowhere.csv"\n', "b.toml"), tmp_path / "out")
 

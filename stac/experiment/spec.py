@@ -143,6 +143,12 @@ def resolve(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
         elif key in PATH_KEYS:
             raise SpecError(f"{spec.source}: {key} {value!r} is neither in {spec.root} nor in "
                             f"{Path.cwd()}")
+    if isinstance(out.get("schedule"), Mapping):  # TOML table keys are strings: seconds
+        try:
+            out["schedule"] = {int(k): float(v) for k, v in out["schedule"].items()}
+        except ValueError:
+            raise SpecError(f"{spec.source}: schedule {out['schedule']!r}: write "
+                            "{second = fps, ...}") from None
     if out.get("size") is not None:
         w, h = out["size"].split("x")
         out["size"] = (int(w), int(h))
