@@ -69,7 +69,8 @@ def test_cli_writes_the_table_plot_and_run_folders(local):
     assert ok["key_pa"].between(0, 1).all() and ok["key_miou"].between(0, 1).all()
     assert (out / "accuracy_bitrate.png").stat().st_size > 0
     failed = run_dir(out, runs.loc[1, "run_id"])
-    assert not failed.exists()  # a failed run leaves no folder
+    assert not failed.exists()  # a failed run leaves no folder, and its traceback
+    assert "Traceback" in (out / "failed" / f"{runs.loc[1, 'run_id']}.log").read_text()
     assert not list((out / "runs").glob(".tmp-*"))
     for rid in ok["run_id"]:
         frames = load_frames(out, rid)

@@ -45,6 +45,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(ok[list(dict.fromkeys(shown))].to_string(index=False, float_format="{:.4g}".format))
     for _, row in failed.iterrows():
         print(f"FAILED {row['run_id']}: {row['error']}")
+    if len(failed) and (args.out / "failed").is_dir():
+        print(f"tracebacks: {args.out / 'failed'}/<run_id>.log")
     print(f"table: {args.out / 'runs.csv'}")
     if len(ok):
         import matplotlib

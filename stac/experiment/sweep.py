@@ -85,7 +85,7 @@ def sweep(spec: str | Path | Mapping[str, Any] | SweepSpec, out: str | Path,
     try:
         runner = _local if backend == "local" else _ray
         for row in runner(todo, workers, address):
-            row.pop("traceback", None)
+            _keep_traceback(out, row)
             rows[row["run_id"]] = row
             if bar is not None:
                 bar.update(1)
@@ -96,6 +96,17 @@ def sweep(spec: str | Path | Mapping[str, Any] | SweepSpec, out: str | Path,
         if bar is not None:
             bar.close()
     return _write_table(out, tasks, rows)
+
+
+def _keep_traceback(out: Path, row: dict[str, Any]) -> None:
+    """A failed run's traceback goes to out/failed/<run_id>.log (removed once it succeeds)."""
+    log = out / "failed" / f"{row['run_id']}.log"
+    text = row.pop("traceback", None)
+    if row["status"] == "ok":
+        log.unlink(missing_ok=True)
+    elif text:
+        log.parent.mkdir(exist_ok=True)
+        log.write_text(text)
 
 
 def _bar(total: int, done: int, progress: bool):
