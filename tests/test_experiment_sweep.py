@@ -98,6 +98,7 @@ def test_resume_runs_only_the_missing_and_failed_runs(local, spec):
     after = sweep(spec, out, workers=2, progress=False)
     assert (kept / "summary.json").stat().st_mtime_ns == kept_mtime  # not run again
     assert (killed / "row.json").is_file() and (killed / "timeline.png").is_file()
+    assert not list((out / "runs").glob(".tmp-*"))
     assert list(after["run_id"]) == list(before["run_id"])
     assert list(after["status"]) == ["ok", "failed", "ok"]  # the failed run was tried again
     same = after.drop(columns="wall_s")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -63,7 +64,7 @@ def sweep(spec: str | Path | Mapping[str, Any] | SweepSpec, out: str | Path,
           progress: bool = True) -> pd.DataFrame:
     """Run the spec's runs not yet done in `out`; return (and write to out/runs.csv) the
     table of all of them, one row per run in spec order. A failing run is a row with
-    status ``failed`` and its error; the sweep goes on."""
+    status ``failed`` and its error; the sweep goes on. One sweep at a time per `out`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:
@@ -71,6 +72,8 @@ def sweep(spec: str | Path | Mapping[str, Any] | SweepSpec, out: str | Path,
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     tasks = plan(spec, out)
+    for stale in (out / "runs").glob(".tmp-*"):  # killed runs' partial outputs
+        shutil.rmtree(stale, ignore_errors=True)
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for task in tasks:
