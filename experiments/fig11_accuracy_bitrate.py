@@ -1,10 +1,14 @@
 """Accuracy-bitrate curves of STAC against its baselines (STAC Fig. 1 / Fig. 11 analogue, issue 5).
 
-    python experiments/fig11_accuracy_bitrate.py --out out/fig11 [--quick] [--fps 10]
+    python experiments/fig11_accuracy_bitrate.py --out out/fig11 [--quick] [--fps 10] \\
+        [--clips bikes,solidWhiteRight,NAME=VIDEO@WxH] [--workers 2]
 
-For each clip (the default clip bikes.mp4 at 640x272, and
-../shared/data/videos/solidWhiteRight.mp4 resized to 480x360) the simulator
-(`stac.sim.runner.run`, one process, one shared model) plays:
+A sweep on the experiment library (`stac.experiment.sweep`, one process per run on a local
+pool or on Ray, resumable) over each clip of `--clips` (``NAME=VIDEO[@WxH]``; VIDEO is a
+file, a folder, or ``default``, the clip bikes.mp4 at 640x272 that ships with the project;
+the names ``bikes`` and ``solidWhiteRight`` (``$STAC_DATA/videos/solidWhiteRight.mp4`` at
+480x360, the data root defaulting to ../shared/data) are the clips of
+experiments/figures/fig11_*):
 
 - `stac` over a sweep of the bound B at keyframe rate `--fps` (and `--fps2` if given),
 - `uniform` (the same codec, keyframes and segmentation propagation, one table level for
@@ -13,58 +17,47 @@ For each clip (the default clip bikes.mp4 at 640x272, and
   image), over the same levels,
 - `h264` (x264, uniform QP) over QPs and `jpeg` over qualities, at the same keyframe rate,
 
-with the shipped model (default `bisenet`) and its shipped tables, over a constant
-high-bandwidth trace that the script writes into OUT (`--kbps`, default 200 Mbps), so that
-every keyframe arrives (accuracy reflects compression, not drops or queueing).
+with the model `--model` (default `bisenet`) and its shipped tables, over `--trace` or, by
+default, a constant high-bandwidth trace that the script writes into OUT (`--kbps`, default
+200 Mbps), so that every keyframe arrives (accuracy reflects compression, not drops).
 
-Per run, one CSV row (OUT/runs.csv, appended as each run ends; runs already in it are
-skipped, so a crashed sweep resumes): kbps = real bytes sent x 8 / video seconds; PA and
-mIoU against the model's output on the raw frame (`stac.groundtruth`, cached), averaged
-over every frame with a result (propagated ones included; `pa`, `miou`) and over the
-keyframes' own results (the edge's segmentation of the decoded keyframe against the raw
-keyframe's; `key_pa`, `key_miou`). OUT/fig11.png: PA and mIoU against kbps, one curve per
-scheme, one column per clip. Printed JSON (also OUT/savings.json): per clip and fps, the
-BD-rate of `stac` against each other scheme at equal PA (and at equal keyframe PA): log
-bitrate as a PCHIP function of PA over the PA range both curves cover, each curve reduced
-to its Pareto front first (`stac.metrics.rd_front`); `saving` = -BD-rate (0.25: stac
-needs 25% fewer bits).
+The library keeps every run in OUT/sweep (runs/<run_id>/ and its own runs.csv); a rerun
+skips finished runs. OUT/runs.csv has one row per run in this figure's shape: kbps = real
+bytes sent x 8 / video seconds; PA and mIoU against the model's output on the raw frame
+(`stac.groundtruth`, cached), averaged over every frame with a result (propagated ones
+included; `pa`, `miou`) and over the keyframes' own results (`key_pa`, `key_miou`).
+OUT/fig11.png: PA and mIoU against kbps, one curve per scheme, one column per clip. Printed
+JSON (also OUT/savings.json): per clip and fps, the BD-rate of `stac` against each other
+scheme at equal PA (and at equal keyframe PA, and mIoU), each curve reduced to its Pareto
+front first (`stac.experiment.bd_rates`); `saving` = -BD-rate (0.25: stac needs 25% fewer
+bits). `--replot` redoes figure and savings from an existing OUT/runs.csv (e.g. rows of
+several runs of this script merged) without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
 import platform
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from edge.models.registry import resolve_model
-from stac.agents import EdgeAgent, EdgeOutput
-from stac.codec.labels import decode_labels
-from stac.frames import open_source
-from stac.groundtruth import GroundTruth
-from stac.metrics import bd_rate, rd_front
-from stac.schemes import DEFAULT_MODEL, Scheme
-from stac.sim.runner import run, run_options
+from stac.experiment import bd_rates, pareto_front, plot_accuracy_bitrate, sweep
+from stac.schemes import DEFAULT_MODEL
 from stac.traces import Trace, save_trace
 
 REPO = Path(__file__).resolve().parent.parent
-CLIPS = {
-    "bikes": ("default", None),
-    "solidWhiteRight": (str(REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"),
-                        (480, 360)),
-}
-SWEEPS = {  # scheme -> (knob name, RunOptions field, default values)
-    "stac": ("B", "B", [0.5, 1.5, 4.0, 10.0, 25.0]),
-    "uniform": ("level", "level", [6, 10, 14, 18, 22, 26]),
-    "grace": ("level", "level", [6, 10, 14, 18, 22, 26]),
-    "h264": ("qp", "qp", [20, 26, 32, 38, 44]),
-    "jpeg": ("quality", "quality", [10, 30, 60, 85, 95]),
+SWEEPS = {  # scheme -> (knob, default values)
+    "stac": ("B", [0.5, 1.5, 4.0, 10.0, 25.0]),
+    "uniform": ("level", [6, 10, 14, 18, 22, 26]),
+    "grace": ("level", [6, 10, 14, 18, 22, 26]),
+    "h264": ("qp", [20, 26, 32, 38, 44]),
+    "jpeg": ("quality", [10, 30, 60, 85, 95]),
 }
 QUICK = {"stac": [1.0, 8.0], "uniform": [10, 22], "grace": [10, 22], "h264": [30, 42],
          "jpeg": [15, 65]}
@@ -73,145 +66,121 @@ COLUMNS = ["clip", "scheme", "knob", "value", "fps", "frames", "keyframes", "del
            "wall_s"]
 
 
-class RecordingEdge(EdgeAgent):
-    """Passes every call to the scheme's edge and keeps each keyframe's segmentation."""
-
-    def __init__(self, inner: EdgeAgent) -> None:
-        self.inner = inner
-        self.results: dict[int, bytes] = {}
-
-    def on_keyframe(self, keyframe):
-        out: EdgeOutput = self.inner.on_keyframe(keyframe)
-        if out.feedback is not None:
-            self.results[keyframe.index] = out.feedback.segmentation
-        return out
-
-    def on_second(self, second, bitrate_kbps, bandwidth_kbps, content):
-        return self.inner.on_second(second, bitrate_kbps, bandwidth_kbps, content)
+def data_root() -> Path:
+    """The data root (DESIGN.md "Data"): `$STAC_DATA`, else ../shared/data beside the checkout."""
+    return Path(os.environ.get("STAC_DATA") or REPO.parent / "shared" / "data")
 
 
-def keyframe_accuracy(results: dict[int, bytes], gt: GroundTruth, source, duration):
-    """Mean PA and mIoU of the keyframes' own results against the raw frames' output."""
-    pa, miou = [], []
-    for frame in source:
-        if duration is not None and frame.t >= duration - 1e-9:
-            break
-        if frame.index in results:
-            a, m = gt.score(frame, decode_labels(results[frame.index]))
-            pa.append(a)
-            miou.append(m)
-    return (float(np.mean(pa)), float(np.mean(miou))) if pa else (math.nan, math.nan)
+def named_clips() -> dict[str, str]:
+    """The clips of experiments/figures/fig11_*, by name: ``--clips bikes,solidWhiteRight``."""
+    return {"bikes": "bikes=default",
+            "solidWhiteRight": "solidWhiteRight="
+                               f"{data_root() / 'videos' / 'solidWhiteRight.mp4'}@480x360"}
 
 
-def one_run(args, model, clip: str, scheme: str, value, fps: float, trace: Path) -> dict:
-    video, size = CLIPS[clip]
-    knob, field, _ = SWEEPS[scheme]
-    out = args.out / "runs" / clip / f"{scheme}-{knob}{value}-fps{fps:g}"
-    options = run_options(dict(trace=str(trace), out=str(out), video=video, scheme=scheme,
-                         model=args.model, duration=args.duration, fps=fps, size=size,
-                         **{field: value}))
-    recorder: list[RecordingEdge] = []
-
-    def prepare(s: Scheme) -> None:
-        s.edge = RecordingEdge(s.edge)
-        recorder.append(s.edge)
-
-    t0 = time.perf_counter()
-    summary = run(options, model=model, prepare=prepare)
-    source = open_source(video, size=size)
-    gt = GroundTruth(model, source, args.model)
-    key_pa, key_miou = keyframe_accuracy(recorder[0].results, gt, source, args.duration)
-    fs = summary["frame_stats"]
-    return {"clip": clip, "scheme": scheme, "knob": knob, "value": value, "fps": fps,
-            "frames": summary["frames"], "keyframes": summary["keyframes"],
-            "delivered": summary["delivered"], "dropped": summary["dropped"],
-            "bytes": summary["bytes"], "video_s": summary["video_s"],
-            "kbps": summary["bytes"] * 8 / 1000 / summary["video_s"],
-            "pa": fs["pa"]["mean"], "miou": fs["miou"]["mean"], "key_pa": key_pa,
-            "key_miou": key_miou, "wall_s": time.perf_counter() - t0}
+def parse_clips(text: str) -> dict[str, tuple[str, str | None]]:
+    """``NAME=VIDEO[@WxH]`` or a name of `named_clips`, comma-separated (a bare VIDEO is
+    named after its file) -> name: (video, size)."""
+    clips = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        item = named_clips().get(item, item)
+        name, _, video = item.rpartition("=")
+        video, _, size = video.partition("@")
+        if video == "default":
+            name, size = name or "bikes", size or None
+        elif not Path(video).exists():
+            sys.exit(f"--clips: {item!r}: no such video file or folder {video!r}")
+        clips[name or Path(video).stem] = (video, size or None)
+    return clips
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k in COLUMNS[3:]:
-            r[k] = float(r[k])
-    return rows
+def build_spec(args, clips: dict, trace: Path) -> dict:
+    """The sweep: one grid table per clip, keyframe rate and scheme (values swept)."""
+    grids = []
+    for video, size in clips.values():
+        for fps in [args.fps] + ([args.fps2] if args.fps2 else []):
+            for scheme in args.schemes.split(","):
+                knob, values = SWEEPS[scheme]
+                given = getattr(args, scheme)
+                if given is not None:
+                    values = [type(values[0])(v) for v in given.split(",")]
+                elif args.quick:
+                    values = QUICK[scheme]
+                grid = {"video": video, "scheme": scheme, "fps": fps, knob: values}
+                if size:
+                    grid["size"] = size
+                grids.append(grid)
+    base = {"trace": str(trace), "model": args.model}
+    if args.duration is not None:
+        base["duration"] = args.duration
+    return {"base": base, "grid": grids}
 
 
-def savings(rows: list[dict], quality: str) -> dict:
-    """BD-rate style saving of stac against each other scheme at equal `quality`."""
+def figure_rows(runs: pd.DataFrame, clips: dict) -> pd.DataFrame:
+    """The library's runs table in this figure's shape (clip, knob, value; ok runs only)."""
+    names = {(v, s): n for n, (v, s) in clips.items()}
+    ok = runs[runs["status"] == "ok"].copy()
+    size = ok["size"] if "size" in ok else pd.Series(None, index=ok.index)
+    ok["clip"] = [names[(v, None if pd.isna(s) else s)] for v, s in zip(ok["video"], size,
+                                                                        strict=True)]
+    ok["knob"] = [SWEEPS[s][0] for s in ok["scheme"]]
+    ok["value"] = pd.Series([type(SWEEPS[r["scheme"]][1][0])(r[SWEEPS[r["scheme"]][0]])
+                             for _, r in ok.iterrows()],  # B a float; levels, QPs... ints
+                            index=ok.index, dtype=object)
+    ok["fps"] = ok["fps"].astype(float)
+    return ok[COLUMNS].reset_index(drop=True)
+
+
+def savings(rows: pd.DataFrame, quality: str) -> dict:
+    """BD-rate style saving of stac against each other scheme at equal `quality`, per clip
+    and keyframe rate; schemes with fewer than two Pareto points are left out."""
+    points = pareto_front(rows, quality, by=("clip", "fps", "scheme")) \
+        .groupby(["clip", "fps", "scheme"]).size()
+    table = bd_rates(rows, reference="stac", metric=quality, by=("clip", "fps"))
     out: dict = {}
-    for clip in dict.fromkeys(r["clip"] for r in rows):
-        for fps in sorted({r["fps"] for r in rows if r["clip"] == clip and r["scheme"] == "stac"}):
-            curves = {}
-            for scheme in SWEEPS:
-                pts = [r for r in rows if r["clip"] == clip and r["scheme"] == scheme
-                       and r["fps"] == fps and r["kbps"] > 0 and not math.isnan(r[quality])]
-                if len(pts) >= 2:
-                    curves[scheme] = rd_front([r["kbps"] for r in pts], [r[quality] for r in pts])
-            if "stac" not in curves or len(curves["stac"][0]) < 2:
+    for (clip, fps), group in table.groupby(["clip", "fps"], sort=False):
+        if points.get((clip, fps, "stac"), 0) < 2:
+            continue
+        entry = {}
+        for r in group.itertuples():
+            if points.get((clip, fps, r.scheme), 0) < 2:
                 continue
-            sr, sq = curves["stac"]
-            entry = {}
-            for other, (r, q) in curves.items():
-                if other == "stac" or len(r) < 2:
-                    continue
-                lo, hi = max(sq.min(), q.min()), min(sq.max(), q.max())
-                try:
-                    bd = bd_rate(r, q, sr, sq)
-                except ValueError as exc:
-                    entry[other] = {"saving": None, "note": str(exc),
-                                    "stac_range": [float(sq.min()), float(sq.max())],
-                                    "other_range": [float(q.min()), float(q.max())]}
-                    continue
-                entry[other] = {"saving": -bd, "bd_rate": bd, "range": [float(lo), float(hi)]}
-            out[f"{clip}@{fps:g}fps"] = entry
+            if math.isnan(r.bd_rate):
+                entry[r.scheme] = {"saving": None, "note": r.note,
+                                   "stac_range": list(r.ref_range),
+                                   "other_range": list(r.other_range)}
+            else:
+                entry[r.scheme] = {"saving": r.saving, "bd_rate": r.bd_rate,
+                                   "range": [r.lo, r.hi]}
+        out[f"{clip}@{fps:g}fps"] = entry
     return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    clips = list(dict.fromkeys(r["clip"] for r in rows))
-    fig, axes = plt.subplots(2, len(clips), figsize=(5.5 * len(clips), 7.5), squeeze=False)
-    colours = dict(zip(SWEEPS, plt.get_cmap("tab10").colors, strict=False))
-    rates = sorted({r["fps"] for r in rows})  # one line style per keyframe rate
-    for j, clip in enumerate(clips):
-        for scheme in SWEEPS:
-            for fps in sorted({r["fps"] for r in rows if r["clip"] == clip
-                               and r["scheme"] == scheme}):
-                pts = sorted((r for r in rows if r["clip"] == clip and r["scheme"] == scheme
-                              and r["fps"] == fps), key=lambda r: r["kbps"])
-                style = dict(color=colours[scheme], ls=("-", "--", ":")[rates.index(fps) % 3],
-                             marker="o", ms=4, label=f"{scheme} @{fps:g} fps")
-                for i, metric in enumerate(("pa", "miou")):
-                    axes[i][j].plot([r["kbps"] for r in pts], [r[metric] for r in pts], **style)
-        for i, metric in enumerate(("PA", "mIoU")):
-            ax = axes[i][j]
-            ax.set_xscale("log")
-            ax.set_xlabel("bitrate (kbps)")
-            ax.set_ylabel(f"{metric} (all frames, vs raw-frame output)")
-            ax.set_title(clip)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig = plot_accuracy_bitrate(rows, metrics=("pa", "miou"), col="clip", style="fps")
+    for ax, metric in zip(fig.axes, ["PA"] * (len(fig.axes) // 2) + ["mIoU"] * (
+            len(fig.axes) // 2), strict=True):
+        ax.set_ylabel(f"{metric} (all frames, vs raw-frame output)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=REPO / "out" / "fig11")
-    p.add_argument("--clips", default=",".join(CLIPS), help="comma list of " + ", ".join(CLIPS))
+    p.add_argument("--out", type=Path, default=Path("out") / "fig11")
+    p.add_argument("--clips", default="bikes",
+                   help="comma list of NAME=VIDEO[@WxH], or the names bikes (the shipped clip "
+                        "at 640x272, the default) and solidWhiteRight ($STAC_DATA/videos/"
+                        "solidWhiteRight.mp4 at 480x360; STAC_DATA defaults to ../shared/data)")
     p.add_argument("--schemes", default=",".join(SWEEPS))
     p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--trace", type=Path, default=None,
+                   help="bandwidth trace (default: constant --kbps, written into OUT)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of each clip (default: the whole clip)")
     p.add_argument("--fps", type=float, default=5.0, help="keyframe rate (default 5)")
@@ -220,51 +189,35 @@ def main() -> None:
     p.add_argument("--kbps", type=float, default=200_000.0, help="constant trace bandwidth")
     p.add_argument("--quick", action="store_true",
                    help="two values per scheme, 2 s of each clip (a mechanics check)")
-    for scheme, (knob, _, values) in SWEEPS.items():
+    for scheme, (knob, values) in SWEEPS.items():
         p.add_argument(f"--{scheme}", default=None,
                        help=f"comma list of {knob} values (default {values})")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPUs)")
+    p.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
+    p.add_argument("--replot", action="store_true",
+                   help="only redo fig11.png and savings.json from OUT/runs.csv")
     args = p.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
     if args.quick and args.duration is None:
         args.duration = 2.0
     args.out.mkdir(parents=True, exist_ok=True)
-    trace_path = args.out / "bandwidth.csv"
-    save_trace(Trace(np.array([0.0]), np.array([args.kbps]), name="constant", end_s=60.0),
-               trace_path, comment=f"constant {args.kbps:g} kbps (fig11: no drops, no queues)")
-    model = resolve_model(args.model)
     csv_path = args.out / "runs.csv"
-    rows = read_rows(csv_path)
-    done = {(r["clip"], r["scheme"], r["value"], r["fps"]) for r in rows}
-    fpss = [args.fps] + ([args.fps2] if args.fps2 else [])
-    plan = []
-    for clip in args.clips.split(","):
-        for fps in fpss:
-            for scheme in args.schemes.split(","):
-                knob, field, values = SWEEPS[scheme]
-                given = getattr(args, scheme)
-                if given is not None:
-                    values = [type(values[0])(v) for v in given.split(",")]
-                elif args.quick:
-                    values = QUICK[scheme]
-                plan += [(clip, scheme, v, fps) for v in values]
-    new = not csv_path.exists()
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        for n, (clip, scheme, value, fps) in enumerate(plan):
-            if (clip, scheme, float(value), fps) in done:
-                continue
-            row = one_run(args, model, clip, scheme, value, fps, trace_path)
-            writer.writerow(row)
-            f.flush()
-            rows.append({**row, "value": float(value)})
-            print(f"[{n + 1}/{len(plan)}] {clip} {scheme} {row['knob']}={value} fps={fps:g}: "
-                  f"{row['kbps']:.0f} kbps PA {row['pa']:.4f} mIoU {row['miou']:.4f} "
-                  f"key PA {row['key_pa']:.4f} ({row['wall_s']:.0f} s)", flush=True)
+    if args.replot:
+        rows = pd.read_csv(csv_path)
+    else:
+        trace = args.trace
+        if trace is None:
+            trace = args.out / "bandwidth.csv"
+            save_trace(Trace(np.array([0.0]), np.array([args.kbps]), name="constant",
+                             end_s=60.0), trace,
+                       comment=f"constant {args.kbps:g} kbps (fig11: no drops, no queues)")
+        clips = parse_clips(args.clips)
+        runs = sweep(build_spec(args, clips, trace.resolve()), args.out / "sweep",
+                     backend=args.backend, workers=args.workers, address=args.address)
+        for r in runs[runs["status"] != "ok"].itertuples():
+            print(f"run {r.run_id} failed: {r.error}", file=sys.stderr)
+        rows = figure_rows(runs, clips)
+        rows.to_csv(csv_path, index=False)
     plot(rows, args.out / "fig11.png")
     result = {"savings_at_equal_pa": savings(rows, "pa"),
               "savings_at_equal_keyframe_pa": savings(rows, "key_pa"),

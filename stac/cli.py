@@ -24,6 +24,8 @@ COMMANDS = {
     "tables": ("stac.commands.tables", "STAC's gradient-derived quantisation tables"),
     "data": ("stac.commands.data",
              "list and fetch the datasets (CamVid, the dash-cam clip, real traces)"),
+    "sweep": ("stac.commands.sweep",
+              "run a grid of simulations from a TOML spec (process pool or Ray)"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 
