@@ -35,7 +35,7 @@ def test_paper_configuration_has_the_papers_size():
     default = build_model("dabnet")
     default_params = sum(p.numel() for p in default.parameters())
     assert 0.15e6 < default_params < 0.3e6
-    assert len(default.stage2) == 8
+    assert len(default.stage1) == 1 and len(default.stage2) == 6
 
 
 def test_dab_module_is_residual_with_depthwise_asymmetric_branches():

@@ -27,10 +27,10 @@ PAPER_DILATIONS = (4, 4, 8, 8, 16, 16)
 #: the paper's network (Li et al. 2019: 0.76 M parameters, 3.4 GMACs per 360x480 frame)
 PAPER_CONFIG = {"channels": (32, 64, 128), "blocks": (3, 6), "stem_convs": 3,
                 "dilations": PAPER_DILATIONS}
-#: the default, sized for one CPU thread (docs/models_perframe.md): a single stem convolution,
-#: 24 and 64 channels, two DAB modules at 1/4 and eight at 1/8 with EDANet's dilations
-DEFAULT_CONFIG = {"channels": (16, 24, 64), "blocks": (2, 8), "stem_convs": 1,
-                  "dilations": (2, 2, 4, 4, 8, 8, 16, 16)}
+#: the default, sized for one CPU thread (docs/models_perframe.md): a single 16-channel stem
+#: convolution, 24 and 64 channels, one DAB module at 1/4 and the paper's six at 1/8
+DEFAULT_CONFIG = {"channels": (16, 24, 64), "blocks": (1, 6), "stem_convs": 1,
+                  "dilations": PAPER_DILATIONS}
 
 
 class BNPReLU(nn.Sequential):
