@@ -14,23 +14,19 @@ import numpy as np
 from scipy import ndimage
 
 from device.flow import pixel_grid
-from stac.regions import REGION_SIZE, RegionGrid
-
-
-def _grid(height: int, width: int, region_size: int, grid: RegionGrid | None) -> RegionGrid:
-    return RegionGrid(width, height, region_size) if grid is None else grid
+from stac.regions import REGION_SIZE, RegionGrid, grid_for
 
 
 def region_of_pixels(height: int, width: int, region_size: int = REGION_SIZE,
                      grid: RegionGrid | None = None) -> np.ndarray:
     """(H, W) int: the region index (row-major, the codec's region grid) of every pixel."""
-    return _grid(height, width, region_size, grid).pixel_regions()
+    return grid_for(height, width, region_size, grid).pixel_regions()
 
 
 def level_map(levels: np.ndarray, height: int, width: int, region_size: int = REGION_SIZE,
               grid: RegionGrid | None = None) -> np.ndarray:
     """Region levels (rows, cols) -> (H, W) map of the level of each pixel's region."""
-    return _grid(height, width, region_size, grid).level_map(levels)
+    return grid_for(height, width, region_size, grid).level_map(levels)
 
 
 def middle_levels(height: int, width: int, num_levels: int, region_size: int = REGION_SIZE,
@@ -38,7 +34,7 @@ def middle_levels(height: int, width: int, num_levels: int, region_size: int = R
     """Levels of the first keyframe: every region at the middle level (§V-B)."""
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-    return np.full(_grid(height, width, region_size, grid).shape, num_levels // 2, np.int16)
+    return np.full(grid_for(height, width, region_size, grid).shape, num_levels // 2, np.int16)
 
 
 def warp_nearest(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -68,7 +64,7 @@ def propagate_levels(levels: np.ndarray, flow: np.ndarray, covered: np.ndarray,
     `grid` is the stream's region grid (default: the flow's size with `region_size`).
     """
     h, w = flow.shape[:2]
-    grid = _grid(h, w, region_size, grid)
+    grid = grid_for(h, w, region_size, grid)
     if (grid.height, grid.width) != (h, w):
         raise ValueError(f"flow {(h, w)} does not match the region grid of "
                          f"{grid.width}x{grid.height} frames")

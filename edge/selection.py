@@ -13,11 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stac.regions import REGION_SIZE, RegionGrid
-
-
-def _grid(height: int, width: int, region_size: int, grid: RegionGrid | None) -> RegionGrid:
-    return RegionGrid(width, height, region_size) if grid is None else grid
+from stac.regions import REGION_SIZE, RegionGrid, grid_for
 
 
 def region_gradient_sums(grads: Sequence[np.ndarray], height: int, width: int,
@@ -26,7 +22,7 @@ def region_gradient_sums(grads: Sequence[np.ndarray], height: int, width: int,
     """(rows, cols, 3, 16): sum of |g_s| per region, component (Y, Cb, Cr) and frequency."""
     if len(grads) != 3:
         raise ValueError(f"expected Y, Cb, Cr gradient arrays, got {len(grads)}")
-    grid = _grid(height, width, region_size, grid)
+    grid = grid_for(height, width, region_size, grid)
     rows, cols = grid.shape
     out = np.empty((grid.count, 3, 16))
     for c, g in enumerate(grads):  # three planes, not a loop over blocks
@@ -51,7 +47,7 @@ def worst_case_increments(sums: np.ndarray, steps: np.ndarray) -> np.ndarray:
 def region_budgets(B: float, height: int, width: int, region_size: int = REGION_SIZE,
                    grid: RegionGrid | None = None) -> np.ndarray:
     """(rows, cols): B_r = B x (pixels in region) / (pixels in frame) (§IV-B)."""
-    grid = _grid(height, width, region_size, grid)
+    grid = grid_for(height, width, region_size, grid)
     return B * grid.pixel_counts() / (grid.height * grid.width)
 
 
@@ -65,7 +61,7 @@ def select_levels(grads: Sequence[np.ndarray], steps: np.ndarray, B: float, heig
     """
     if not B > 0:
         raise ValueError(f"B must be > 0, got {B}")
-    grid = _grid(height, width, region_size, grid)
+    grid = grid_for(height, width, region_size, grid)
     if (grid.height, grid.width) != (height, width):
         raise ValueError(f"a {width}x{height} frame does not match the region grid of "
                          f"{grid.width}x{grid.height} frames")

@@ -105,3 +105,10 @@ class RegionGrid:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
+
+
+def grid_for(height: int, width: int, region_size: int = REGION_SIZE,
+             grid: RegionGrid | None = None) -> RegionGrid:
+    """`grid` when given, else the grid of a `width` x `height` frame (the functions that
+    accept a stream's grid or, for direct use, a frame size)."""
+    return RegionGrid(width, height, region_size) if grid is None else grid
