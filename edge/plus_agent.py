@@ -5,7 +5,9 @@ Every keyframe: decode, gradients of the fake-label loss for every coefficient (
 `stac`), the worst-case increments dQ(r, l) of §IV-B, Eq. 2's size estimate V(r, l) of
 the decoded coefficients, and the levels minimising V + mixing cost subject to
 sum dQ <= B (or Algorithm 1 with allocation="closest"). The levels travel as differences
-to the keyframe's own coded level map, with the uniform level at B (or as a PNG map).
+to the keyframe's own coded level map (which holds l'' where regions were coded as
+residuals) or to their median, whichever message is shorter, with the uniform level at B
+(or as the paper's PNG map).
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ class PlusEdge(StacEdge):
         grads, self._state = coefficient_gradients(self.model, coeffs, h, w, self._state)
         levels, uniform = self.select(grads.planes, coeffs, h, w)
         self.last_levels, self.last_uniform = levels, uniform
-        if self.levelmap == "delta":
-            data = encode_level_map(levels, uniform, reference=coded)
+        if self.levelmap == "delta":  # against the coded map, or the median: the shorter
+            data = min(encode_level_map(levels, uniform, reference=coded),
+                       encode_level_map(levels, uniform), key=len)
         else:
             data = encode_labels(levels.astype(np.uint8))
         feedback = Feedback(index=keyframe.index, segmentation=encode_labels(grads.labels),
