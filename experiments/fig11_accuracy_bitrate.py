@@ -24,7 +24,8 @@ over every frame with a result (propagated ones included; `pa`, `miou`) and over
 keyframes' own results (the edge's segmentation of the decoded keyframe against the raw
 keyframe's; `key_pa`, `key_miou`). OUT/fig11.png: PA and mIoU against kbps, one curve per
 scheme, one column per clip. Printed JSON (also OUT/savings.json): per clip and fps, the
-BD-rate of `stac` against each other scheme at equal PA (and at equal keyframe PA): log
+BD-rate of `stac` (or `--reference`, e.g. stac-plus) against each other scheme at equal
+PA (and at equal keyframe PA): log
 bitrate as a PCHIP function of PA over the PA range both curves cover, each curve reduced
 to its Pareto front first (`stac.metrics.rd_front`); `saving` = -BD-rate (0.25: stac
 needs 25% fewer bits).
@@ -60,13 +61,14 @@ CLIPS = {
 }
 SWEEPS = {  # scheme -> (knob name, RunOptions field, default values)
     "stac": ("B", "B", [0.5, 1.5, 4.0, 10.0, 25.0]),
+    "stac-plus": ("B", "B", [0.5, 1.5, 4.0, 10.0, 25.0]),
     "uniform": ("level", "level", [6, 10, 14, 18, 22, 26]),
     "grace": ("level", "level", [6, 10, 14, 18, 22, 26]),
     "h264": ("qp", "qp", [20, 26, 32, 38, 44]),
     "jpeg": ("quality", "quality", [10, 30, 60, 85, 95]),
 }
-QUICK = {"stac": [1.0, 8.0], "uniform": [10, 22], "grace": [10, 22], "h264": [30, 42],
-         "jpeg": [15, 65]}
+QUICK = {"stac": [1.0, 8.0], "stac-plus": [1.0, 8.0], "uniform": [10, 22], "grace": [10, 22],
+         "h264": [30, 42], "jpeg": [15, 65]}
 COLUMNS = ["clip", "scheme", "knob", "value", "fps", "frames", "keyframes", "delivered",
            "dropped", "bytes", "video_s", "kbps", "pa", "miou", "key_pa", "key_miou",
            "wall_s"]
@@ -104,6 +106,7 @@ def keyframe_accuracy(results: dict[int, bytes], gt: GroundTruth, source, durati
 
 def one_run(args, model, clip: str, scheme: str, value, fps: float, trace: Path) -> dict:
     video, size = CLIPS[clip]
+    size = args.size or size
     knob, field, _ = SWEEPS[scheme]
     out = args.out / "runs" / clip / f"{scheme}-{knob}{value}-fps{fps:g}"
     options = run_options(dict(trace=str(trace), out=str(out), video=video, scheme=scheme,
@@ -141,23 +144,24 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def savings(rows: list[dict], quality: str) -> dict:
-    """BD-rate style saving of stac against each other scheme at equal `quality`."""
+def savings(rows: list[dict], quality: str, reference: str = "stac") -> dict:
+    """BD-rate style saving of `reference` against each other scheme at equal `quality`."""
     out: dict = {}
     for clip in dict.fromkeys(r["clip"] for r in rows):
-        for fps in sorted({r["fps"] for r in rows if r["clip"] == clip and r["scheme"] == "stac"}):
+        for fps in sorted({r["fps"] for r in rows if r["clip"] == clip
+                           and r["scheme"] == reference}):
             curves = {}
             for scheme in SWEEPS:
                 pts = [r for r in rows if r["clip"] == clip and r["scheme"] == scheme
                        and r["fps"] == fps and r["kbps"] > 0 and not math.isnan(r[quality])]
                 if len(pts) >= 2:
                     curves[scheme] = rd_front([r["kbps"] for r in pts], [r[quality] for r in pts])
-            if "stac" not in curves or len(curves["stac"][0]) < 2:
+            if reference not in curves or len(curves[reference][0]) < 2:
                 continue
-            sr, sq = curves["stac"]
+            sr, sq = curves[reference]
             entry = {}
             for other, (r, q) in curves.items():
-                if other == "stac" or len(r) < 2:
+                if other == reference or len(r) < 2:
                     continue
                 lo, hi = max(sq.min(), q.min()), min(sq.max(), q.max())
                 try:
@@ -223,6 +227,10 @@ def main() -> None:
         p.add_argument(f"--{scheme}", default=None,
                        help=f"comma list of {knob} values (default {values})")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--size", type=lambda v: tuple(int(x) for x in v.split("x")), default=None,
+                   help="resize every clip to WxH (default: each clip's own size)")
+    p.add_argument("--reference", default="stac",
+                   help="the scheme whose savings against the others are reported")
     args = p.parse_args()
     import torch
 
@@ -243,7 +251,7 @@ def main() -> None:
         for fps in fpss:
             for scheme in args.schemes.split(","):
                 knob, field, values = SWEEPS[scheme]
-                given = getattr(args, scheme)
+                given = getattr(args, scheme.replace("-", "_"))
                 if given is not None:
                     values = [type(values[0])(v) for v in given.split(",")]
                 elif args.quick:
@@ -265,9 +273,10 @@ def main() -> None:
                   f"{row['kbps']:.0f} kbps PA {row['pa']:.4f} mIoU {row['miou']:.4f} "
                   f"key PA {row['key_pa']:.4f} ({row['wall_s']:.0f} s)", flush=True)
     plot(rows, args.out / "fig11.png")
-    result = {"savings_at_equal_pa": savings(rows, "pa"),
-              "savings_at_equal_keyframe_pa": savings(rows, "key_pa"),
-              "savings_at_equal_miou": savings(rows, "miou"),
+    result = {"reference": args.reference,
+              "savings_at_equal_pa": savings(rows, "pa", args.reference),
+              "savings_at_equal_keyframe_pa": savings(rows, "key_pa", args.reference),
+              "savings_at_equal_miou": savings(rows, "miou", args.reference),
               "runs": str(csv_path), "figure": str(args.out / "fig11.png"),
               "model": args.model, "duration": args.duration, "trace_kbps": args.kbps,
               "machine": {"cpus": os.cpu_count(), "load": os.getloadavg(),
