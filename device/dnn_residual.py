@@ -8,7 +8,10 @@ as the level of smallest size (Eq. 7) with
     (a') sum_s w_n |s'' - s''_rec(l'')|  <=  sum_s w_n |s' - s'_rec(l')|
     (7b) V''_r(l'')                      <=  V'_r
 
-with w_n the DNN's sensitivity to frequency bin n (component and frequency). The device
+with w_n the DNN's sensitivity to frequency bin n (component and frequency), and
+l'' >= l': a region that falls back is coded at l' with the codec's own inter/intra
+decision (not forced intra, see docs/stac.md Deviations), so a residual finer than l'
+would only cost more than that fallback. The device
 has no gradients; the offline tables carry them: q^l_n = 2 B_l / (M |g_n|) (§IV-A), so
 w_n = 1 / q^0_n up to a constant. A per-region sensitivity scale would multiply both sides
 of (a') and cancel, so no per-region feedback is needed for this rule. Regions where no
@@ -77,13 +80,14 @@ def _flatten(planes: Sequence[np.ndarray], grid: tuple[int, int], region_size: i
 def dnn_residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.ndarray],
                         residual: Sequence[np.ndarray], steps: np.ndarray, levels: np.ndarray,
                         budget: np.ndarray, height: int, width: int, region_size: int = 6,
-                        weights: np.ndarray | None = None,
+                        weights: np.ndarray | None = None, coarser_only: bool = True,
                         deadzone: float = DEADZONE_INTER) -> DnnResidual:
     """The rule (a') with 7b for every region (module docstring).
 
     original, reconstructed: (Y, Cb, Cr) coefficients of the keyframe and of it coded at l'
     (`levels`); residual: those of the inter residual s''; budget: V'_r per region (7b);
-    weights: (3, 16) w_n (default: `table_weights(steps)`)."""
+    weights: (3, 16) w_n (default: `table_weights(steps)`); coarser_only: l'' >= l' (a
+    residual coded finer than l' costs more than the codec's own fallback at l')."""
     steps = np.asarray(steps, np.float64)
     w = table_weights(steps) if weights is None else np.asarray(weights, np.float64)
     if w.shape != (3, 16) or np.any(w < 0):
@@ -114,6 +118,8 @@ def dnn_residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[
         size[:, level] = np.bincount(r_region, weights=size_model(res[:, None], q[:, None]),
                                      minlength=count)
     feasible = (error <= threshold[:, None]) & (size <= budget.ravel()[:, None])
+    if coarser_only:
+        feasible &= np.arange(num) >= lp.reshape(-1, 1)
     # Eq. 7: the smallest size among feasible levels; ties to the coarser level
     key = np.where(feasible, size, np.inf) - 1e-9 * np.arange(num)
     choice = key.argmin(axis=1)

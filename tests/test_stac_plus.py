@@ -88,6 +88,7 @@ def test_residual_rule_respects_7b_on_every_region(model, clip):
         assert d.residual.any()
         assert (d.size[d.residual] <= d.budget[d.residual]).all()  # 7b
         assert (d.error[d.residual] <= d.threshold[d.residual]).all()  # the weighted 7a
+        assert (info.levels >= info.levels_prime).all()  # never finer than l'
         fallback = ~d.residual
         np.testing.assert_array_equal(info.levels[fallback], info.levels_prime[fallback])
         np.testing.assert_array_equal(info.levels[d.residual], d.levels[d.residual])
@@ -95,7 +96,8 @@ def test_residual_rule_respects_7b_on_every_region(model, clip):
     assert seen >= 4
 
 
-def test_dnn_residual_picks_the_smallest_feasible_level():
+@pytest.mark.parametrize("coarser_only", [True, False])
+def test_dnn_residual_picks_the_smallest_feasible_level(coarser_only):
     rng = np.random.default_rng(0)
     h, w = 48, 48
     steps = default_tables().steps[18:34]
@@ -108,7 +110,8 @@ def test_dnn_residual_picks_the_smallest_feasible_level():
     residual = planes(6.0)
     lp = rng.integers(0, len(steps), grid)
     budget = np.full(grid, 300.0)
-    d = dnn_residual_levels(original, reconstructed, residual, steps, lp, budget, h, w)
+    d = dnn_residual_levels(original, reconstructed, residual, steps, lp, budget, h, w,
+                            coarser_only=coarser_only)
     wts = table_weights(steps)
     for r in range(grid[0]):
         for c in range(grid[1]):  # brute force over levels for each of the 4 regions
@@ -118,7 +121,7 @@ def test_dnn_residual_picks_the_smallest_feasible_level():
             thr = sum((wts[k] * np.abs(original[k][a, b] - reconstructed[k][a, b])).sum()
                       for k, a, b in parts)
             best = None
-            for lev in range(len(steps)):
+            for lev in range(lp[r, c] if coarser_only else 0, len(steps)):
                 err = size = 0.0
                 for k, a, b in parts:
                     q = steps[lev, k]
