@@ -144,8 +144,10 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def savings(rows: list[dict], quality: str, reference: str = "stac") -> dict:
-    """BD-rate style saving of `reference` against each other scheme at equal `quality`."""
+def savings(rows: list[dict], quality: str, reference: str = "stac",
+            low: float | None = None) -> dict:
+    """BD-rate style saving of `reference` against each other scheme at equal `quality`
+    (over quality >= `low` only, when given)."""
     out: dict = {}
     for clip in dict.fromkeys(r["clip"] for r in rows):
         for fps in sorted({r["fps"] for r in rows if r["clip"] == clip
@@ -163,9 +165,10 @@ def savings(rows: list[dict], quality: str, reference: str = "stac") -> dict:
             for other, (r, q) in curves.items():
                 if other == reference or len(r) < 2:
                     continue
-                lo, hi = max(sq.min(), q.min()), min(sq.max(), q.max())
+                lo = max(sq.min(), q.min(), -math.inf if low is None else low)
+                hi = min(sq.max(), q.max())
                 try:
-                    bd = bd_rate(r, q, sr, sq)
+                    bd = bd_rate(r, q, sr, sq, low=low)
                 except ValueError as exc:
                     entry[other] = {"saving": None, "note": str(exc),
                                     "stac_range": [float(sq.min()), float(sq.max())],
@@ -229,6 +232,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--size", type=lambda v: tuple(int(x) for x in v.split("x")), default=None,
                    help="resize every clip to WxH (default: each clip's own size)")
+    p.add_argument("--band", type=float, default=0.95,
+                   help="keyframe-PA savings are also reported over PA >= this (default 0.95)")
     p.add_argument("--reference", default="stac",
                    help="the scheme whose savings against the others are reported")
     args = p.parse_args()
@@ -277,6 +282,9 @@ def main() -> None:
               "savings_at_equal_pa": savings(rows, "pa", args.reference),
               "savings_at_equal_keyframe_pa": savings(rows, "key_pa", args.reference),
               "savings_at_equal_miou": savings(rows, "miou", args.reference),
+              "savings_at_equal_keyframe_pa_above_band": savings(rows, "key_pa",
+                                                                 args.reference, args.band),
+              "band": args.band,
               "runs": str(csv_path), "figure": str(args.out / "fig11.png"),
               "model": args.model, "duration": args.duration, "trace_kbps": args.kbps,
               "machine": {"cpus": os.cpu_count(), "load": os.getloadavg(),

@@ -62,15 +62,17 @@ class LevelMessage:
 
 
 @njit(cache=True)
+def _nonzero_neighbours(diffs, y, x):
+    """How many of the left and upper differences are non-zero (the zero flag's context)."""
+    return int(x > 0 and diffs[y, x - 1] != 0) + int(y > 0 and diffs[y - 1, x] != 0)
+
+
+@njit(cache=True)
 def _encode(es, probs, diffs, out):
     rows, cols = diffs.shape
     for y in range(rows):
         for x in range(cols):
-            near = 0
-            if x > 0 and diffs[y, x - 1] != 0:
-                near += 1
-            if y > 0 and diffs[y - 1, x] != 0:
-                near += 1
+            near = _nonzero_neighbours(diffs, y, x)
             d = diffs[y, x]
             enc_bit(es, out, probs, _CTX_ZERO + near, 1 if d != 0 else 0)
             if d == 0:
@@ -94,11 +96,7 @@ def _decode(ds, probs, buf, rows, cols, out):
     dec_init(ds, buf)
     for y in range(rows):
         for x in range(cols):
-            near = 0
-            if x > 0 and out[y, x - 1] != 0:
-                near += 1
-            if y > 0 and out[y - 1, x] != 0:
-                near += 1
+            near = _nonzero_neighbours(out, y, x)
             if dec_bit(ds, buf, probs, _CTX_ZERO + near) == 0:
                 out[y, x] = 0
                 continue
