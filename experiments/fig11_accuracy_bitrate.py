@@ -54,6 +54,7 @@ from stac.traces import Trace, save_trace
 REPO = Path(__file__).resolve().parent.parent
 SWEEPS = {  # scheme -> (knob, default values)
     "stac": ("B", [0.5, 1.5, 4.0, 10.0, 25.0]),
+    "stac-plus": ("B", [0.5, 1.5, 4.0, 10.0, 25.0]),
     "uniform": ("level", [6, 10, 14, 18, 22, 26]),
     "grace": ("level", [6, 10, 14, 18, 22, 26]),
     "h264": ("qp", [20, 26, 32, 38, 44]),
@@ -131,15 +132,16 @@ def figure_rows(runs: pd.DataFrame, clips: dict) -> pd.DataFrame:
     return ok[COLUMNS].reset_index(drop=True)
 
 
-def savings(rows: pd.DataFrame, quality: str) -> dict:
-    """BD-rate style saving of stac against each other scheme at equal `quality`, per clip
-    and keyframe rate; schemes with fewer than two Pareto points are left out."""
+def savings(rows: pd.DataFrame, quality: str, reference: str = "stac") -> dict:
+    """BD-rate style saving of `reference` (stac, or e.g. stac-plus) against each other
+    scheme at equal `quality`, per clip and keyframe rate; schemes with fewer than two
+    Pareto points are left out."""
     points = pareto_front(rows, quality, by=("clip", "fps", "scheme")) \
         .groupby(["clip", "fps", "scheme"]).size()
-    table = bd_rates(rows, reference="stac", metric=quality, by=("clip", "fps"))
+    table = bd_rates(rows, reference=reference, metric=quality, by=("clip", "fps"))
     out: dict = {}
     for (clip, fps), group in table.groupby(["clip", "fps"], sort=False):
-        if points.get((clip, fps, "stac"), 0) < 2:
+        if points.get((clip, fps, reference), 0) < 2:
             continue
         entry = {}
         for r in group.itertuples():
@@ -192,6 +194,8 @@ def main() -> None:
     for scheme, (knob, values) in SWEEPS.items():
         p.add_argument(f"--{scheme}", default=None,
                        help=f"comma list of {knob} values (default {values})")
+    p.add_argument("--reference", default="stac",
+                   help="the scheme whose savings against the others are reported")
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (--backend ray)")
@@ -219,9 +223,10 @@ def main() -> None:
         rows = figure_rows(runs, clips)
         rows.to_csv(csv_path, index=False)
     plot(rows, args.out / "fig11.png")
-    result = {"savings_at_equal_pa": savings(rows, "pa"),
-              "savings_at_equal_keyframe_pa": savings(rows, "key_pa"),
-              "savings_at_equal_miou": savings(rows, "miou"),
+    result = {"reference": args.reference,
+              "savings_at_equal_pa": savings(rows, "pa", args.reference),
+              "savings_at_equal_keyframe_pa": savings(rows, "key_pa", args.reference),
+              "savings_at_equal_miou": savings(rows, "miou", args.reference),
               "runs": str(csv_path), "figure": str(args.out / "fig11.png"),
               "model": args.model, "duration": args.duration, "trace_kbps": args.kbps,
               "machine": {"cpus": os.cpu_count(), "load": os.getloadavg(),

@@ -155,10 +155,12 @@ def rd_front(rate: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndar
     return r[keep], q[keep]
 
 
-def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
+def bd_rate(rate_a, quality_a, rate_b, quality_b, low: float | None = None,
+            high: float | None = None) -> float:
     """Bjontegaard delta rate of curve b relative to curve a (fraction; 0.5 = 50% more bits,
     -0.2 = 20% fewer): log-rate as a PCHIP function of quality (PSNR, PA, ...), averaged
-    over the quality range both curves cover. Qualities must be distinct on each curve."""
+    over the quality range both curves cover (cut to [low, high] when given, e.g. a
+    high-accuracy band). Qualities must be distinct on each curve."""
     from scipy.integrate import trapezoid  # numpy < 2 has no np.trapezoid
     from scipy.interpolate import PchipInterpolator
 
@@ -166,8 +168,8 @@ def bd_rate(rate_a, quality_a, rate_b, quality_b) -> float:
         order = np.argsort(q)
         return PchipInterpolator(np.asarray(q)[order], np.log(np.asarray(rate))[order])
 
-    lo = max(min(quality_a), min(quality_b))
-    hi = min(max(quality_a), max(quality_b))
+    lo = max(min(quality_a), min(quality_b), -np.inf if low is None else low)
+    hi = min(max(quality_a), max(quality_b), np.inf if high is None else high)
     if hi <= lo:
         raise ValueError("RD curves do not overlap in quality")
     fa, fb = curve(rate_a, quality_a), curve(rate_b, quality_b)

@@ -127,3 +127,16 @@ def test_rd_front_and_bd_rate():
     assert abs(bd_rate(rate, quality, 0.8 * rate, quality) + 0.2) < 1e-9
     with pytest.raises(ValueError, match="overlap"):
         bd_rate(rate, quality, rate, quality + 1)
+
+
+def test_bd_rate_over_a_quality_band():
+    from stac.metrics import bd_rate
+
+    quality = np.array([0.7, 0.8, 0.9, 0.95, 0.98])
+    rate = np.array([100.0, 200.0, 300.0, 400.0, 500.0])
+    other = rate * np.where(quality >= 0.9, 0.5, 1.0)  # half the bits only at the top
+    whole = bd_rate(rate, quality, other, quality)
+    band = bd_rate(rate, quality, other, quality, low=0.95)  # PCHIP slopes equal there
+    assert abs(band + 0.5) < 1e-9 and -0.5 < whole < 0
+    with pytest.raises(ValueError, match="overlap"):
+        bd_rate(rate, quality, other, quality, low=0.99)

@@ -40,6 +40,7 @@ _SCHEMES: dict[str, str | type[SchemeParams]] = {
     "h264": "stac.schemes.offload:H264",
     "jpeg": "stac.schemes.offload:Jpeg",
     "stac": "stac.schemes.stac:Stac",
+    "stac-plus": "stac.schemes.plus:StacPlus",
     "uniform": "stac.schemes.stac:Uniform",
 }
 _entry_points_loaded = False
