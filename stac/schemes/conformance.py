@@ -42,9 +42,9 @@ def check_scheme(name: str, workdir: str | Path, trace: str | Path,
     scheme = make_scheme(name, params)
     seed_everything(RUN["seed"])
     check_work_kinds(scheme, resolve_model(model))
-    check_deterministic(scheme, model, Path(workdir), trace)
+    sim = check_deterministic(scheme, model, Path(workdir), trace)
     if emulate:
-        check_parity(scheme, model, Path(workdir), trace)
+        check_parity(scheme, model, Path(workdir), trace, sim)
 
 
 def check_parameters(cls: type[SchemeParams]) -> None:
@@ -117,24 +117,29 @@ def _run(scheme: SchemeParams, model: str, out: Path, trace: str | Path):
 
 
 def check_deterministic(scheme: SchemeParams, model: str, workdir: Path,
-                        trace: str | Path) -> None:
-    """Two simulated runs with the same seed write the same CSVs, byte for byte."""
+                        trace: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two simulated runs with the same seed write the same CSVs, byte for byte; returns
+    the run's (frames, seconds) tables."""
     for i in (1, 2):
         _run(scheme, model, workdir / f"{scheme.name}-sim{i}", trace)
     for csv in ("frames.csv", "seconds.csv"):
         a = (workdir / f"{scheme.name}-sim1" / csv).read_bytes()
         b = (workdir / f"{scheme.name}-sim2" / csv).read_bytes()
         assert a == b, f"{scheme.name}: {csv} differs between two runs with the same seed"
+    return (pd.read_csv(workdir / f"{scheme.name}-sim1" / "frames.csv"),
+            pd.read_csv(workdir / f"{scheme.name}-sim1" / "seconds.csv"))
 
 
-def check_parity(scheme: SchemeParams, model: str, workdir: Path, trace: str | Path) -> None:
-    """The simulator and the emulator (loopback sockets, wall clock) give the same schema,
-    frames and keyframes, the same bytes for the first keyframe (encoded before any
-    feedback), every keyframe delivered in both, and accuracy within 0.15."""
+def check_parity(scheme: SchemeParams, model: str, workdir: Path, trace: str | Path,
+                 sim: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """The emulator (loopback sockets, wall clock) agrees with the simulator's (frames,
+    seconds) tables `sim` of the same run: the same schema, frames and keyframes, the same
+    bytes for the first keyframe (encoded before any feedback), every keyframe delivered
+    in both."""
     from stac.emu.local import emulate_local
     from stac.sim.runner import run_options
 
-    sim_frames, sim_seconds = _run(scheme, model, workdir / f"{scheme.name}-sim1", trace)
+    sim_frames, sim_seconds = sim
     out = workdir / f"{scheme.name}-emu"
     emulate_local(run_options({**RUN, "scheme": scheme, "trace": str(trace),
                                "out": str(out), "model": model}))
