@@ -31,7 +31,7 @@ FRAME_COLUMNS = ("frame", "t_capture", "keyframe", "bytes", "t_sent", "t_arrived
                  "delay_s", "result_age_frames", "pa", "miou")
 #: seconds.csv columns: these, the scheme's knobs, then SECOND_TAIL
 SECOND_COLUMNS = ("second", "bitrate_kbps", "bandwidth_kbps")
-SECOND_TAIL = ("c", "d", "pa", "miou")
+SECOND_TAIL = ("c", "d", "pa", "miou", "bandwidth_estimate_kbps")
 PERCENTILES = (5, 50, 95)
 
 
@@ -65,6 +65,7 @@ class SecondRecord:
     knobs: dict[str, float]  # the configuration in force at the second's start
     c: float = math.nan
     d: float = math.nan
+    bandwidth_estimate_kbps: float = math.nan  # the estimator's figure for this second
 
     @classmethod
     def account(cls, second: int, span: float, bits_sent: float, trace: Trace,
@@ -154,7 +155,8 @@ class RunWriter(RunSink):
             self._seconds.writerow(
                 [rec.second, _cell(rec.bitrate_kbps), _cell(rec.bandwidth_kbps)]
                 + [_cell(rec.knobs[k]) for k in self.knobs]
-                + [_cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)), _cell(_nanmean(miou))])
+                + [_cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)), _cell(_nanmean(miou)),
+                   _cell(rec.bandwidth_estimate_kbps)])
             self._next_second += 1
         self._seconds_file.flush()
 

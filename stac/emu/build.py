@@ -26,7 +26,8 @@ def hello_config(scheme: SchemeParams, stream: Stream) -> dict[str, Any]:
     """What the HELLO message carries: the scheme's parameters and the stream (JSON)."""
     return {"params": scheme.get_params(),
             "stream": {"source_fps": stream.source_fps, "frame_size": list(stream.frame_size),
-                       "schedule": {str(k): v for k, v in stream.schedule.items()}}}
+                       "schedule": {str(k): v for k, v in stream.schedule.items()},
+                       "tuner": stream.tuner}}
 
 
 def scheme_from_hello(name: str, config: dict[str, Any]) -> tuple[SchemeParams, Stream]:
@@ -37,13 +38,13 @@ def scheme_from_hello(name: str, config: dict[str, Any]) -> tuple[SchemeParams, 
     params, stream = config["params"], config["stream"]
     if not isinstance(params, dict) or not isinstance(stream, dict):
         raise SchemeError("HELLO config's 'params' and 'stream' must be objects")
-    if set(stream) != {"source_fps", "frame_size", "schedule"}:
-        raise SchemeError("HELLO stream must hold source_fps, frame_size and schedule")
+    if set(stream) != {"source_fps", "frame_size", "schedule", "tuner"}:
+        raise SchemeError("HELLO stream must hold source_fps, frame_size, schedule and tuner")
     try:
         w, h = (int(v) for v in stream["frame_size"])
         schedule = {int(k): float(v) for k, v in dict(stream["schedule"]).items()}
         parsed = Stream(source_fps=float(stream["source_fps"]), frame_size=(w, h),
-                        schedule=schedule)
+                        schedule=schedule, tuner=str(stream["tuner"]))
     except (TypeError, ValueError) as e:
         raise SchemeError(f"bad HELLO stream: {e}") from None
     return make_scheme(name, params), parsed
@@ -114,6 +115,9 @@ def build_stream(options: RunOptions) -> StreamSetup:
     frames decoded in advance and their ground truth cached, so neither costs stream time."""
     seed_everything(options.seed)
     trace = load_trace(options.trace)
+    if options.estimator != "oracle":  # the wire Report has no "no estimate yet" value
+        raise ValueError(f"the emulator supports --estimator oracle only, got "
+                         f"{options.estimator!r}; use stac-sim run for other estimators")
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     model = resolve_model(options.model)
     w, h = source.size

@@ -246,7 +246,7 @@ class DeviceClient:
 
     def _on_arrival(self, entry: Entry) -> None:
         if entry.meta is not None:
-            self.book.arrived(entry.meta, entry.t_arrived)
+            self.book.arrived(entry.meta, entry.t_arrived, entry.t_start, entry.t_sent)
 
     def _on_drop(self, entry: Entry) -> None:
         if entry.meta is not None:

@@ -18,6 +18,8 @@ import torch
 
 from edge.models.base import StreamingSegmenter
 from edge.models.registry import build_model, load_model
+from edge.tuner import DEFAULT_TUNER
+from stac.bandwidth import DEFAULT_ESTIMATOR, make_estimator
 from stac.frames import open_source
 from stac.groundtruth import GroundTruth
 from stac.latency import DEFAULT_PROFILE, get_profile
@@ -58,6 +60,8 @@ class RunOptions:
     downlink_kbps: float | None = None
     schedule: Mapping[int, float] = field(default_factory=dict)
     use_cache: bool = True
+    tuner: str = DEFAULT_TUNER  # the edge's per-second B/fps policy (edge.tuner), §VI
+    estimator: str = DEFAULT_ESTIMATOR  # bandwidth estimator (stac.bandwidth)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as one flat mapping (the scheme's name and parameters inline), the
@@ -103,7 +107,7 @@ def seed_everything(seed: int) -> None:
 def stream_of(options: RunOptions, source: Any) -> Stream:
     """The stream a scheme is built for: `options` on an opened frame `source`."""
     return Stream(source_fps=source.fps, frame_size=tuple(source.size),
-                  schedule=dict(options.schedule))
+                  schedule=dict(options.schedule), tuner=options.tuner)
 
 
 def run(options: RunOptions, progress: bool = False,
@@ -118,6 +122,7 @@ def run(options: RunOptions, progress: bool = False,
     t0 = time.perf_counter()
     seed_everything(options.seed)
     trace = load_trace(options.trace)
+    estimator = make_estimator(options.estimator, trace)
     profile = get_profile(options.profile)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     if model is None:
@@ -136,7 +141,8 @@ def run(options: RunOptions, progress: bool = False,
     writer = RunWriter(out, scheme.config.as_dict())
     bar = _progress_bar(source, options.duration) if progress else None
     sim = Simulation(scheme, trace, profile, gt.score, writer, link,
-                     progress=bar.update if bar is not None else None)
+                     progress=bar.update if bar is not None else None,
+                     estimator=estimator)
     try:
         result = sim.run(source, duration=options.duration)
     finally:
