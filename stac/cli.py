@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "stac.commands.models",
     "stac.commands.emulate",
     "stac.commands.tables",
+    "stac.commands.tuner",
 )
 
 
