@@ -1,0 +1,60 @@
+"""Adaptive runs end to end (issue 12 acceptance): `stac` with a tuner on a trace whose
+bandwidth drops eightfold and comes back changes B and fps, each second's choice is the
+tuner's answer to what the run book reported, and frames.csv shows the change."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_tuner_net import TINY
+
+from edge.profiles import OfflineTuner, read_profiles
+from stac.protocol import Content
+from stac.sim.runner import run, run_options
+from stac.traces import Trace, save_trace
+
+
+@pytest.fixture(autouse=True)
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("STAC_CACHE", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(tmp_path, tuner, estimator):
+    trace = save_trace(Trace(np.array([0.0, 2.0, 4.0]), np.array([80.0, 10.0, 80.0]),
+                             end_s=7.0), tmp_path / "trace.csv", "drops and recovers")
+    out = tmp_path / "out"
+    run(run_options(dict(trace=str(trace), out=str(out), size=(96, 64), duration=6.0,
+                         source_fps=10.0, scheme="stac", tuner=tuner, estimator=estimator)))
+    return pd.read_csv(out / "frames.csv"), pd.read_csv(out / "seconds.csv")
+
+
+@pytest.mark.slow
+def test_offline_tuner_follows_the_bandwidth(tmp_path):
+    profiles = TINY / "profiles.csv"
+    frames, seconds = _run(tmp_path, f"offline:{profiles}", "oracle")
+    # less bandwidth (seconds 2, 3: 10 kbps) -> coarser B; more (1, 5: 80 kbps) -> finer
+    assert seconds["B"][2:4].min() > seconds["B"][[1, 5]].max()
+    assert len(set(zip(seconds["B"], seconds["fps"], strict=True))) >= 3
+    # each second's configuration is the tuner's lookup of the previous second's content
+    # under the estimate made for it (the oracle's: this second's bandwidth)
+    tuner = OfflineTuner(read_profiles(profiles))
+    np.testing.assert_allclose(seconds["bandwidth_estimate_kbps"][1:],
+                               seconds["bandwidth_kbps"][1:])
+    for s in range(len(seconds) - 1):
+        row = tuner.lookup(Content(s, seconds["c"][s], seconds["d"][s]),
+                           seconds["bandwidth_estimate_kbps"][s + 1])
+        assert (seconds["B"][s + 1], seconds["fps"][s + 1]) == (row.B, row.fps)
+    # frames.csv: each frame carries the configuration in force at its capture
+    per_second = frames.groupby(np.floor(frames["t_capture"] + 1e-9).astype(int))
+    assert (per_second["B"].first().to_numpy() == seconds["B"].to_numpy()).all()
+
+
+@pytest.mark.slow
+def test_network_tuner_with_the_realistic_estimator_adapts(tmp_path):
+    _, seconds = _run(tmp_path, f"nn:{TINY / 'nn.pt'}", "harmonic")
+    assert seconds["bandwidth_estimate_kbps"][1:].notna().all()
+    assert len(set(zip(seconds["B"], seconds["fps"], strict=True))) >= 2
