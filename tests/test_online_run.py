@@ -23,19 +23,23 @@ def setup(tmp_path, monkeypatch):
     torch.set_num_threads(threads)
 
 
-def _run(tmp_path, tuner, estimator):
+def _run(tmp_path, tuner, estimator, summary=None):
     trace = save_trace(Trace(np.array([0.0, 2.0, 4.0]), np.array([80.0, 10.0, 80.0]),
                              end_s=7.0), tmp_path / "trace.csv", "drops and recovers")
     out = tmp_path / "out"
-    run(run_options(dict(trace=str(trace), out=str(out), size=(96, 64), duration=6.0,
-                         source_fps=10.0, scheme="stac", tuner=tuner, estimator=estimator)))
+    result = run(run_options(dict(trace=str(trace), out=str(out), size=(96, 64), duration=6.0,
+                                  source_fps=10.0, scheme="stac", tuner=tuner,
+                                  estimator=estimator)))
+    if summary is not None:
+        summary.update(result)
     return pd.read_csv(out / "frames.csv"), pd.read_csv(out / "seconds.csv")
 
 
 @pytest.mark.slow
 def test_offline_tuner_follows_the_bandwidth(tmp_path):
     profiles = TINY / "profiles.csv"
-    frames, seconds = _run(tmp_path, f"offline:{profiles}", "oracle")
+    summary = {}
+    frames, seconds = _run(tmp_path, f"offline:{profiles}", "oracle", summary)
     # less bandwidth (seconds 2, 3: 10 kbps) -> coarser B; more (1, 5: 80 kbps) -> finer
     assert seconds["B"][2:4].min() > seconds["B"][[1, 5]].max()
     assert len(set(zip(seconds["B"], seconds["fps"], strict=True))) >= 3
@@ -51,6 +55,12 @@ def test_offline_tuner_follows_the_bandwidth(tmp_path):
     # frames.csv: each frame carries the configuration in force at its capture
     per_second = frames.groupby(np.floor(frames["t_capture"] + 1e-9).astype(int))
     assert (per_second["B"].first().to_numpy() == seconds["B"].to_numpy()).all()
+    # the summary reports the age of the result shown and the link's use
+    over = (seconds["bitrate_kbps"] > 1.05 * seconds["bandwidth_kbps"]).sum()
+    assert summary["overshoot_seconds"]["count"] == over
+    assert summary["frame_stats"]["result_age_s"]["p95"] > 0
+    assert summary["second_stats"]["utilisation"]["mean"] == pytest.approx(
+        (seconds["bitrate_kbps"] / seconds["bandwidth_kbps"]).mean())
 
 
 @pytest.mark.slow

@@ -464,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     fs = summary["frame_stats"]
     print(f"stac-device {args.device_id}: {summary['frames']} frames, "
           f"{summary['keyframes']} keyframes ({summary['dropped']} dropped), "
-          f"delay p50 {fs['delay_s']['p50']} s, mIoU {fs['miou']['mean']}, "
+          f"delay p50 {fs['delay_s']['p50']} s, result age p50 {fs['result_age_s']['p50']} s, "
+          f"mIoU {fs['miou']['mean']}, "
           f"outage {summary['outage_s']:.2f} s", flush=True)
     return 0
 

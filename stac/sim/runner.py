@@ -204,7 +204,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"without result {summary['frames_without_result']}",
         f"bitrate {f(ss['bitrate_kbps']['mean'], '.0f')} kbps  vs bandwidth "
         f"{f(ss['bandwidth_kbps']['mean'], '.0f')} kbps (means per second)",
+        f"overshoot (bitrate > {summary['overshoot_seconds']['factor']:g} x bandwidth) in "
+        f"{summary['overshoot_seconds']['count']} s, mean {f(ss['overshoot_kbps']['mean'], '.0f')}"
+        f" kbps  utilisation mean {f(ss['utilisation']['mean'], '.2f')}",
         f"PA {f(fs['pa']['mean'])}  mIoU {f(fs['miou']['mean'])}  delay mean "
-        f"{f(fs['delay_s']['mean'])} s  p95 {f(fs['delay_s']['p95'])} s",
+        f"{f(fs['delay_s']['mean'])} s  p95 {f(fs['delay_s']['p95'])} s  result age mean "
+        f"{f(fs['result_age_s']['mean'])} s ({f(fs['result_age_frames']['mean'], '.1f')} frames)"
+        f"  p95 {f(fs['result_age_s']['p95'])} s "
+        f"({f(fs['result_age_frames']['p95'], '.1f')} frames)",
         f"wall {summary['wall_s']:.1f} s for {summary['video_s']:.1f} s of video",
     ])
