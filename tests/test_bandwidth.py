@@ -7,9 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from edge.models.registry import build_model
 from stac.bandwidth import HarmonicBandwidth, OracleBandwidth, make_estimator
 from stac.sim.runner import run, run_options
 from stac.traces import Trace, load_trace, save_trace
@@ -40,13 +38,9 @@ def test_make_estimator_names():
             make_estimator(bad, trace)
 
 
-@pytest.fixture(scope="module")
-def model():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield build_model("drn_d_22", width=0.25).eval()
-    torch.set_num_threads(threads)
+@pytest.fixture()
+def model(untrained_drn):
+    return untrained_drn
 
 
 def _run(tmp_path, model, kbps, estimator, name):

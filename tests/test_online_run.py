@@ -5,7 +5,6 @@ tuner's answer to what the run book reported, and frames.csv shows the change.""
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from test_tuner_net import TINY
 
 from edge.profiles import OfflineTuner, read_profiles
@@ -15,12 +14,8 @@ from stac.traces import Trace, save_trace
 
 
 @pytest.fixture(autouse=True)
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("STAC_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(tmp_path, tuner, estimator, summary=None):

@@ -19,11 +19,8 @@ TINY = Path(__file__).parent / "data" / "tuner_tiny"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here trains or runs the network: one torch thread."""
 
 
 def _two_videos():
