@@ -89,3 +89,14 @@ def test_profile_file_round_trip_and_errors(tmp_path):
         read_profiles(tmp_path / "bad.csv")
     with pytest.raises(ProfileError, match="cannot read"):
         read_profiles(tmp_path / "none.csv")
+
+
+def test_offline_tuner_drives_a_baseline_knob():
+    """For `uniform`/`grace`/`h264` the profile's B column holds the scheme's own knob."""
+    tuner = OfflineTuner(_rows())
+    new = tuner.step(3, 0.0, 160.0, Config.of({"level": 2.0, "fps": 5.0}),
+                     Content(second=3, c=5.0, d=3.0))
+    assert (new["level"], new["fps"]) == (8.0, 10.0)
+    with pytest.raises(ProfileError, match="quality knob"):
+        tuner.step(3, 0.0, 160.0, Config.of({"qp": 2.0, "level": 1.0, "fps": 5.0}),
+                   Content(second=3, c=5.0, d=3.0))
