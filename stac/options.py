@@ -72,7 +72,7 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", default="oracle",
                    help="bandwidth estimator the tuner is given: oracle (the next second's "
                         "real bandwidth, §VIII-C) or harmonic[:K] (harmonic mean of the last K "
-                        "keyframes' delivered rates; simulator only) (default %(default)s)")
+                        "keyframes' delivered rates) (default %(default)s)")
     p.add_argument("--delay-ms", type=float, default=20.0,
                    help="uplink one-way delay (default %(default)s)")
     p.add_argument("--downlink-delay-ms", type=float, default=None,

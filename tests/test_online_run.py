@@ -63,3 +63,21 @@ def test_network_tuner_with_the_realistic_estimator_adapts(tmp_path):
     _, seconds = _run(tmp_path, f"nn:{TINY / 'nn.pt'}", "harmonic")
     assert seconds["bandwidth_estimate_kbps"][1:].notna().all()
     assert len(set(zip(seconds["B"], seconds["fps"], strict=True))) >= 2
+
+
+@pytest.mark.slow
+def test_emulator_adapts_with_the_realistic_estimator(tmp_path):
+    """The emulator's device keeps the same run book and estimator; its reports (NaN
+    before the first delivery) reach the edge's tuner over real sockets."""
+    from stac.emu.local import emulate_local
+
+    trace = save_trace(Trace(np.array([0.0, 2.0, 4.0]), np.array([80.0, 10.0, 80.0]),
+                             end_s=7.0), tmp_path / "trace.csv", "drops and recovers")
+    out = tmp_path / "emu"
+    emulate_local(run_options(dict(
+        trace=str(trace), out=str(out), size=(96, 64), duration=4.0, source_fps=10.0,
+        scheme="stac", tuner=f"offline:{TINY / 'profiles.csv'}", estimator="harmonic")))
+    seconds = pd.read_csv(out / "seconds.csv")
+    assert np.isnan(seconds["bandwidth_estimate_kbps"][0])
+    assert seconds["bandwidth_estimate_kbps"][1:].notna().all()
+    assert len(set(zip(seconds["B"], seconds["fps"], strict=True))) >= 2

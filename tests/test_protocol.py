@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 
 import pytest
@@ -268,3 +269,13 @@ def test_reassembler_refuses_interleaving_and_oversize():
     assert info.value.code == ErrorCode.TOO_LARGE
     with pytest.raises(ProtocolError, match="abort"):
         P.encode(P.Part(serial=0, data=b"x", abort=True))
+
+
+def test_report_carries_no_estimate_yet_as_nan():
+    """A bandwidth estimator with nothing to go on yet (stac.bandwidth) reports NaN; a
+    negative or infinite estimate is still refused."""
+    msg = P.decode(P.encode(P.Report(second=0, bitrate_kbps=1.0, bandwidth_kbps=float("nan"))))
+    assert msg.second == 0 and math.isnan(msg.bandwidth_kbps)
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(P.ProtocolError, match="bandwidth_kbps"):
+            P.encode(P.Report(second=0, bitrate_kbps=1.0, bandwidth_kbps=bad))

@@ -14,6 +14,7 @@ import numpy as np
 
 from stac import protocol
 from stac.agents import DeviceAgent, EdgeAgent
+from stac.bandwidth import BandwidthEstimator, make_estimator
 from stac.frames import Frame, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
@@ -108,6 +109,7 @@ class StreamSetup:
     frames: list[Frame]
     evaluate: Callable[[Frame, np.ndarray | None], tuple[float, float]]
     meta: dict[str, Any]
+    estimator: BandwidthEstimator | None = None  # None: the oracle
 
 
 def build_stream(options: RunOptions) -> StreamSetup:
@@ -115,9 +117,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     frames decoded in advance and their ground truth cached, so neither costs stream time."""
     seed_everything(options.seed)
     trace = load_trace(options.trace)
-    if options.estimator != "oracle":  # the wire Report has no "no estimate yet" value
-        raise ValueError(f"the emulator supports --estimator oracle only, got "
-                         f"{options.estimator!r}; use stac-sim run for other estimators")
+    estimator = make_estimator(options.estimator, trace)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     model = resolve_model(options.model)
     w, h = source.size
@@ -143,7 +143,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     }
     return StreamSetup(agent=scheme.device, start=scheme.config,
                        hello=hello_config(options.scheme, stream), trace=trace, frames=frames,
-                       evaluate=gt.score, meta=meta)
+                       evaluate=gt.score, meta=meta, estimator=estimator)
 
 
 def _video_seconds(frames: list[Frame]) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 
 from edge.models.registry import ModelError
 from stac import protocol
+from stac.bandwidth import BandwidthEstimator
 from stac.emu.build import _video_seconds, build_stream, set_threads
 from stac.emu.link import Downlink, Entry, StreamClock, Uplink
 from stac.frames import Frame, FrameError
@@ -87,9 +88,10 @@ class DeviceClient:
     def __init__(self, agent, start: Config, scheme: str, hello: dict[str, Any],
                  edge: tuple[str, int], trace: Trace, evaluate, sink: RunSink,
                  link: LinkOptions | None = None, device_id: str = "device-0", token: str = "",
-                 backoff: tuple[float, float] = (0.1, 2.0)) -> None:
+                 backoff: tuple[float, float] = (0.1, 2.0),
+                 estimator: BandwidthEstimator | None = None) -> None:
         self.agent = agent
-        self.book = RunBook(trace, start, sink)
+        self.book = RunBook(trace, start, sink, estimator)
         self.scheme = scheme
         self.hello = hello
         self.edge = edge
@@ -392,7 +394,7 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
                        downlink_kbps=options.downlink_kbps)
     client = DeviceClient(setup.agent, setup.start, options.scheme.name, setup.hello, edge,
                           setup.trace, setup.evaluate, writer, link=link, device_id=device_id,
-                          token=token)
+                          token=token, estimator=setup.estimator)
     async def go() -> None:  # `stac-sim emulate` starts every device's camera at once
         print("ready", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
