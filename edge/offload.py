@@ -5,19 +5,19 @@ Also the edge of schemes `uniform` and `grace` (the project codec at one table l
 encodes with (frames do not carry it).
 
 The model runs at the decoded frame's own resolution (the resolution the device sends);
-its argmax labels go back as a PNG label map. An optional fps schedule makes the edge
-start new configurations at given seconds (fixed-configuration sweeps, and the tests of
-the discard-at-reconfiguration rule of §VII); otherwise the configuration never changes.
+its argmax labels go back as a PNG label map. Once per second the edge's `Tuner`
+(edge.tuner) may start a new configuration; the default (`FixedTuner`) changes only what a
+fixed fps schedule says (fixed-configuration sweeps, tests of the §VII discard rule).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from edge.models.base import StreamingSegmenter, segment
+from edge.tuner import FixedTuner, Tuner
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
 from stac.codec.errors import decoding
@@ -47,7 +47,7 @@ class OffloadEdge(EdgeAgent):
     the labels. The project codec (`OWN`) needs the device's `tables`."""
 
     def __init__(self, codec: str, model: StreamingSegmenter, config: Config,
-                 schedule: Mapping[int, float] | None = None,
+                 tuner: Tuner | None = None,
                  frame_size: tuple[int, int] | None = None,
                  tables: TableSet | None = None) -> None:
         if codec not in (H264, JPEG, OWN):
@@ -58,9 +58,7 @@ class OffloadEdge(EdgeAgent):
         self.codec = codec
         self.model = model
         self.config = config
-        self.schedule = dict(schedule or {})
-        if any(not fps > 0 for fps in self.schedule.values()):
-            raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
+        self.tuner = tuner or FixedTuner()
         self.frame_size = frame_size  # (w, h) the device sends; crops x264's even padding
         self._decoder: X264Decoder | None = None
         self._own = Decoder(tables, frame_size) if tables is not None else None
@@ -93,9 +91,8 @@ class OffloadEdge(EdgeAgent):
 
     def on_second(self, second: int, bitrate_kbps: float, bandwidth_kbps: float,
                   content: Content | None) -> Config | None:
-        """A new configuration when the schedule names the next second, else None."""
-        fps = self.schedule.get(second + 1)
-        if fps is None:
-            return None
-        self.config = self.config.replace(float(second + 1), fps=float(fps))
-        return self.config
+        """The tuner's next configuration (adopted here), or None to keep the current one."""
+        config = self.tuner.step(second, bitrate_kbps, bandwidth_kbps, self.config, content)
+        if config is not None:
+            self.config = config
+        return config

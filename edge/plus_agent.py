@@ -12,8 +12,6 @@ residuals) or to their median, whichever message is shorter, with the uniform le
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from edge.allocation import Allocation, allocate, region_size_estimates, uniform_level
@@ -21,6 +19,7 @@ from edge.gradients import coefficient_gradients
 from edge.models.base import StreamingSegmenter
 from edge.selection import region_gradient_sums, select_levels, worst_case_increments
 from edge.stac_agent import StacEdge
+from edge.tuner import Tuner
 from stac.agents import EdgeOutput, Work
 from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
@@ -39,14 +38,13 @@ class PlusEdge(StacEdge):
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
                  allocation: str = "lagrangian", levelmap: str = "delta",
                  mix_bits: float = 24.0, map_bits: float = 4.0, grid: RegionGrid | None = None,
-                 schedule: Mapping[int, float] | None = None,
+                 tuner: Tuner | None = None,
                  frame_size: tuple[int, int] | None = None) -> None:
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
         if levelmap not in LEVELMAPS:
             raise ValueError(f"levelmap must be one of {LEVELMAPS}, got {levelmap!r}")
-        super().__init__(model, tables, config, grid=grid, schedule=schedule,
-                         frame_size=frame_size)
+        super().__init__(model, tables, config, grid=grid, tuner=tuner, frame_size=frame_size)
         self.region_size = REGION_SIZE if grid is None else grid.region_size
         self.allocation = allocation
         self.levelmap = levelmap

@@ -3,14 +3,13 @@
 Every keyframe: decode with the codec, DCT the decoded frame once more and back-propagate
 the fake-label loss to every coefficient (§IV-B, §V-C (i)) in the same streaming step that
 yields the segmentation, pick one table level per region with Algorithm 1 at the bound B,
-and feed both back as PNG bytes (segmentation map and region-level map). B is fixed here;
-an optional fps schedule starts new configurations at given seconds (fixed-configuration
-sweeps); the B/fps tuner of §VI is a later issue.
+and feed both back as PNG bytes (segmentation map and region-level map). Once per second
+the edge's `Tuner` (edge.tuner) may change B and fps (§VI); Algorithm 1 reads the B in
+force.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from edge.gradients import coefficient_gradients
 from edge.models.base import StreamingSegmenter
 from edge.offload import OffloadEdge
 from edge.selection import select_levels
+from edge.tuner import FixedTuner, Tuner
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
 from stac.codec.errors import decoding
@@ -33,8 +33,7 @@ class StacEdge(EdgeAgent):
     """Edge agent of scheme `stac`: one object per connected device."""
 
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
-                 grid: RegionGrid | None = None,
-                 schedule: Mapping[int, float] | None = None,
+                 grid: RegionGrid | None = None, tuner: Tuner | None = None,
                  frame_size: tuple[int, int] | None = None) -> None:
         if not config["B"] > 0:
             raise ValueError(f"STAC needs a loss-increment bound B > 0, got {config['B']}")
@@ -42,9 +41,7 @@ class StacEdge(EdgeAgent):
         self.tables = tables
         self.config = config
         self.grid = grid  # the stream's region grid; None: the first keyframe's size, 6x6 blocks
-        self.schedule = dict(schedule or {})
-        if any(not fps > 0 for fps in self.schedule.values()):
-            raise ValueError(f"scheduled fps must be > 0, got {self.schedule}")
+        self.tuner = tuner or FixedTuner()
         self.decoder = Decoder(tables, frame_size)  # (w, h): the only size it accepts
         self._state: Any = model.initial_state()
         self.last_levels: np.ndarray | None = None
@@ -68,6 +65,6 @@ class StacEdge(EdgeAgent):
             Work("decode", pixels), Work("inference", pixels), Work("gradient", pixels),
             Work("strategy", pixels)])
 
-    # Fixed-configuration schedule: the same rule as plain offloading (reads self.schedule,
-    # self.config); the B/fps tuner of §VI will replace it.
+    # The same per-second step as plain offloading: the tuner decides (reads self.tuner,
+    # self.config).
     on_second = OffloadEdge.on_second

@@ -26,6 +26,7 @@ COMMANDS = {
              "list and fetch the datasets (CamVid, the dash-cam clip, real traces)"),
     "sweep": ("stac.commands.sweep",
               "run a grid of simulations from a TOML spec (process pool or Ray)"),
+    "tuner": ("stac.commands.tuner", "the B/fps tuner network (STAC §VI)"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 

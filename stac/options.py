@@ -67,6 +67,13 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                    help="resize frames to WxH (default: the video's)")
     p.add_argument("--schedule", type=parse_schedule, default={},
                    help="fixed fps changes, e.g. 3:5,6:10 (each starts a new configuration)")
+    p.add_argument("--tuner", default="fixed",
+                   help="the edge's per-second B/fps policy (STAC §VI): fixed (the --schedule), "
+                        "offline:PROFILES.csv, nn:WEIGHTS.pt (default %(default)s)")
+    p.add_argument("--estimator", default="oracle",
+                   help="bandwidth estimator the tuner is given: oracle (the next second's "
+                        "real bandwidth, §VIII-C) or harmonic[:K] (harmonic mean of the last K "
+                        "keyframes' delivered rates) (default %(default)s)")
     p.add_argument("--delay-ms", type=float, default=20.0,
                    help="uplink one-way delay (default %(default)s)")
     p.add_argument("--downlink-delay-ms", type=float, default=None,
@@ -137,7 +144,7 @@ def run_options(args: argparse.Namespace, scheme: SchemeParams, **extra: Any):
         model=args.model, duration=args.duration, source_fps=args.source_fps, size=args.size,
         seed=args.seed, delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
         downlink_kbps=args.downlink_kbps, schedule=args.schedule,
-        use_cache=not args.no_cache, **extra)
+        use_cache=not args.no_cache, tuner=args.tuner, estimator=args.estimator, **extra)
 
 
 def stream_argv(options) -> list[str]:
@@ -156,4 +163,5 @@ def stream_argv(options) -> list[str]:
                  ",".join(f"{k}:{v!r}" for k, v in sorted(options.schedule.items()))]
     if not options.use_cache:
         argv.append("--no-cache")
+    argv += ["--tuner", options.tuner, "--estimator", options.estimator]
     return argv + scheme_argv(options.scheme)

@@ -158,7 +158,8 @@ class Error:
 @dataclass(frozen=True)
 class Report:
     """The device's account of one second of its uplink, which starts the edge's
-    configuration step (STAC §VI): bitrate sent and bandwidth estimated, in kbps."""
+    configuration step (STAC §VI): bitrate sent and bandwidth estimated, in kbps (NaN:
+    the estimator has nothing to go on yet)."""
 
     second: int
     bitrate_kbps: float
@@ -227,6 +228,13 @@ def _check_float(name: str, value: Any, low: float | None = None, high: float | 
     if high is not None and value > high:
         raise _bad(f"{name} must be <= {high}, got {value!r}")
     return value
+
+
+def _check_estimate(name: str, value: Any) -> float:
+    """A bandwidth estimate: >= 0, or NaN for "no estimate yet" (stac.bandwidth)."""
+    if isinstance(value, float) and math.isnan(value):
+        return value
+    return _check_float(name, value, low=0.0)
 
 
 def _check_knob(name: str, value: Any) -> float:
@@ -367,7 +375,7 @@ def _encode_body(msg: Message) -> bytes:
     if isinstance(msg, Report):
         return struct.pack("!Idd", _check_u32("Report.second", msg.second),
                            _check_float("Report.bitrate_kbps", msg.bitrate_kbps, low=0.0),
-                           _check_float("Report.bandwidth_kbps", msg.bandwidth_kbps, low=0.0))
+                           _check_estimate("Report.bandwidth_kbps", msg.bandwidth_kbps))
     if isinstance(msg, Part):
         if msg.abort and (msg.last or msg.data):
             raise _bad("an aborting Part carries no data and is not `last`")
@@ -543,7 +551,7 @@ def decode_body(kind: MessageType, body: bytes) -> Message:
         cur.done()
         return Report(second=second,
                       bitrate_kbps=_check_float("REPORT bitrate_kbps", bitrate, 0.0),
-                      bandwidth_kbps=_check_float("REPORT bandwidth_kbps", bandwidth, 0.0))
+                      bandwidth_kbps=_check_estimate("REPORT bandwidth_kbps", bandwidth))
     if kind == MessageType.PART:
         serial, flags = cur.unpack("!IB", "serial, flags")
         data = bytes(cur.body[cur.pos:])

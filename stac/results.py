@@ -37,7 +37,7 @@ FRAME_COLUMNS = ("frame", "t_capture", "keyframe", "bytes", "t_sent", "t_arrived
                  "delay_s", "result_age_frames", "pa", "miou")
 #: seconds.csv columns: these, the scheme's knobs, then SECOND_TAIL
 SECOND_COLUMNS = ("second", "bitrate_kbps", "bandwidth_kbps")
-SECOND_TAIL = ("c", "d", "pa", "miou")
+SECOND_TAIL = ("c", "d", "pa", "miou", "bandwidth_estimate_kbps")
 PERCENTILES = (5, 50, 95)
 
 
@@ -71,6 +71,7 @@ class SecondRecord:
     knobs: dict[str, float]  # the configuration in force at the second's start
     c: float = math.nan
     d: float = math.nan
+    bandwidth_estimate_kbps: float = math.nan  # the estimator's figure for this second
 
     @classmethod
     def account(cls, second: int, span: float, bits_sent: float, trace: Trace,
@@ -238,7 +239,8 @@ class RunWriter(RunSink):
             self._seconds.writerow(
                 [rec.second, _cell(rec.bitrate_kbps), _cell(rec.bandwidth_kbps)]
                 + [_cell(rec.knobs[k]) for k in self.knobs]
-                + [_cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)), _cell(_nanmean(miou))])
+                + [_cell(rec.c), _cell(rec.d), _cell(_nanmean(pa)), _cell(_nanmean(miou)),
+                   _cell(rec.bandwidth_estimate_kbps)])
             self._next_second += 1
         self._seconds_file.flush()
 
@@ -282,11 +284,37 @@ def versions() -> dict[str, str]:
             "av": av.__version__, "simpy": simpy.__version__, "pandas": pd.__version__}
 
 
+#: a second overshoots when its bitrate exceeds the bandwidth by more than this factor
+OVERSHOOT_FACTOR = 1.05
+
+
+def result_age_s(frames: pd.DataFrame) -> pd.Series:
+    """Per frame, the age of the result shown (s): its capture time minus the capture time
+    of the keyframe whose result it shows (NaN when none is shown)."""
+    t = frames.set_index("frame")["t_capture"]
+    source = frames["frame"] - frames["result_age_frames"]
+    return pd.Series(frames["t_capture"].to_numpy()
+                     - t.reindex(source.to_numpy()).to_numpy(), index=frames.index)
+
+
+def link_use(seconds: pd.DataFrame) -> pd.DataFrame:
+    """Per second, overshoot (kbps of bitrate above the bandwidth, 0 if none) and
+    utilisation (bitrate / bandwidth; NaN where the bandwidth is 0)."""
+    bitrate, bandwidth = seconds["bitrate_kbps"], seconds["bandwidth_kbps"]
+    return pd.DataFrame({"overshoot_kbps": (bitrate - bandwidth).clip(lower=0.0),
+                         "utilisation": bitrate / bandwidth.where(bandwidth > 0)})
+
+
 def write_summary(out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """summary.json from the CSVs plus `meta` (scheme, video, trace, model, seed, wall_s...)."""
+    """summary.json from the CSVs plus `meta` (scheme, video, trace, model, seed, wall_s...):
+    counts, and per-frame and per-second statistics, the result age and the link's use
+    (overshoot, utilisation) among them (issue 12's "honest outputs")."""
     out_dir = Path(out_dir)
     frames = pd.read_csv(out_dir / "frames.csv")
     seconds = pd.read_csv(out_dir / "seconds.csv")
+    frames["result_age_s"] = result_age_s(frames)
+    seconds = pd.concat([seconds, link_use(seconds)], axis=1)
+    over = seconds["bitrate_kbps"] > OVERSHOOT_FACTOR * seconds["bandwidth_kbps"]
     summary = dict(meta)
     summary.update({
         "frames": int(len(frames)),
@@ -296,9 +324,14 @@ def write_summary(out_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
         "frames_without_result": int(frames["pa"].isna().sum()),
         "bytes": int(frames["bytes"].sum()),
         "frame_stats": {c: _stats(frames[c]) for c in
-                        ("delay_s", "result_age_frames", "pa", "miou", "bytes")},
+                        ("delay_s", "result_age_frames", "result_age_s", "pa", "miou",
+                         "bytes")},
         "second_stats": {c: _stats(seconds[c]) for c in
-                         ("bitrate_kbps", "bandwidth_kbps", "pa", "miou")},
+                         ("bitrate_kbps", "bandwidth_kbps", "bandwidth_estimate_kbps",
+                          "overshoot_kbps", "utilisation", "pa", "miou")},
+        "overshoot_seconds": {"count": int(over.sum()), "fraction":
+                              float(over.mean()) if len(seconds) else None,
+                              "factor": OVERSHOOT_FACTOR},
         "versions": versions(),
     })
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
@@ -312,8 +345,9 @@ def knob_columns(seconds: pd.DataFrame) -> list[str]:
 
 
 def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
-    """timeline.png: bandwidth vs bitrate, each of the scheme's knobs under its own name
-    (B, QP, level, fps...), and accuracy over time, from the CSVs."""
+    """timeline.png: bandwidth vs bitrate (overshoot shaded), each of the scheme's knobs
+    under its own name (B, QP, level, fps...), delay and result age, and accuracy over
+    time, from the CSVs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,7 +357,8 @@ def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
     frames = pd.read_csv(out_dir / "frames.csv")
     seconds = pd.read_csv(out_dir / "seconds.csv")
     knobs = knob_columns(seconds)
-    fig, axes = plt.subplots(2 + len(knobs), 1, figsize=(9, 4 + 2 * len(knobs)), sharex=True)
+    frames["result_age_s"] = result_age_s(frames)
+    fig, axes = plt.subplots(3 + len(knobs), 1, figsize=(9, 6 + 2 * len(knobs)), sharex=True)
     # each second's value holds over [second, second + 1): step plots need the right edge too
     t = np.append(seconds["second"].to_numpy(dtype=float), len(seconds))
 
@@ -334,12 +369,21 @@ def plot_timeline(out_dir: str | Path, title: str = "") -> Path:
     ax = axes[0]
     steps(ax, "bandwidth_kbps", "bandwidth")
     steps(ax, "bitrate_kbps", "bitrate")
+    bw, br = (seconds[c].to_numpy(dtype=float) for c in ("bandwidth_kbps", "bitrate_kbps"))
+    bw, br = np.append(bw, bw[-1:]), np.append(br, br[-1:])
+    ax.fill_between(t, bw, br, where=br > bw, step="post", color="red", alpha=0.25,
+                    label="overshoot")
     ax.set_yscale("symlog", linthresh=10.0)
     ax.set_ylabel("kbps")
     ax.legend(loc="upper right", fontsize=8)
     for ax, knob in zip(axes[1:], knobs, strict=False):
         steps(ax, knob)
         ax.set_ylabel(knob)
+    ax = axes[-2]
+    ax.plot(frames["t_capture"], frames["delay_s"], lw=0.8, label="delay")
+    ax.plot(frames["t_capture"], frames["result_age_s"], lw=0.8, label="result age")
+    ax.set_ylabel("s")
+    ax.legend(loc="upper right", fontsize=8)
     ax = axes[-1]
     ax.plot(frames["t_capture"], frames["pa"], lw=0.8, label="PA (frame)")
     ax.plot(frames["t_capture"], frames["miou"], lw=0.8, label="mIoU (frame)")

@@ -15,23 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stac.agents import DeviceOutput
+from stac.bandwidth import BandwidthEstimator, OracleBandwidth
 from stac.protocol import Config, Content, Report
 from stac.results import FrameRecord, RunSink, SecondRecord
 from stac.traces import Trace
 
-
-class OracleBandwidth:
-    """The bandwidth of the next second, read from the trace: the paper's setting (§VIII-C,
-    the tuner is given the real bandwidth); the default estimator."""
-
-    name = "oracle"
-
-    def __init__(self, trace: Trace) -> None:
-        self.trace = trace
-
-    def estimate(self, second: int) -> float:
-        """kbps over [second + 1, second + 2)."""
-        return float(self.trace.bits_between(second + 1, second + 2)) / 1000.0
+__all__ = ["OracleBandwidth", "RunBook", "Totals"]
 
 
 @dataclass
@@ -48,7 +37,7 @@ class RunBook:
     """Bookkeeping of one stream: feed it events with their times (stream seconds)."""
 
     def __init__(self, trace: Trace, start: Config, sink: RunSink | None = None,
-                 estimator: OracleBandwidth | None = None) -> None:
+                 estimator: BandwidthEstimator | None = None) -> None:
         self.trace = trace
         self.sink = sink or RunSink()
         self.estimator = estimator or OracleBandwidth(trace)
@@ -58,6 +47,7 @@ class RunBook:
         self.records: dict[int, FrameRecord] = {}
         self.bits_sent: dict[int, float] = {}  # second -> bits handed to the uplink
         self.seconds_closed = 0
+        self.estimates: dict[int, float] = {}  # second -> kbps estimated for it a second before
         self._shown: set[int] = set()
 
     # ------------------------------------------------------------------ frames
@@ -96,10 +86,15 @@ class RunBook:
             return False
         return True
 
-    def arrived(self, index: int, t: float) -> None:
-        """The last bit of frame `index`'s keyframe reached the edge at `t`."""
+    def arrived(self, index: int, t: float, t_start: float = math.nan,
+                t_end: float = math.nan) -> None:
+        """The last bit of frame `index`'s keyframe reached the edge at `t`; its transmission
+        ran from `t_start` (first bit on the uplink) to `t_end` (last bit left), which the
+        bandwidth estimator learns from (delivered throughput)."""
         rec = self.records[index]
         rec.t_arrived = t
+        if math.isfinite(t_start) and math.isfinite(t_end):
+            self.estimator.transmitted(8.0 * rec.bytes, t_start, t_end)
         self._settle(rec)
 
     def dropped(self, index: int) -> None:
@@ -140,13 +135,17 @@ class RunBook:
 
     def close_second(self, second: int, content: Content | None, span: float = 1.0) -> Report:
         """Second `second` ended: its row goes to the sink; returns the per-second report
-        for the edge's configuration step (bits sent, estimated bandwidth of the next)."""
-        self.sink.second(SecondRecord.account(
-            second, span, self.bits_sent.get(second, 0.0), self.trace,
-            self.config_at(second), content))
+        for the edge's configuration step (bits sent, estimated bandwidth of the next). The
+        row carries the estimate made for this second when the previous one closed."""
+        record = SecondRecord.account(second, span, self.bits_sent.get(second, 0.0),
+                                      self.trace, self.config_at(second), content)
+        record.bandwidth_estimate_kbps = self.estimates.get(second, math.nan)
+        self.sink.second(record)
         self.seconds_closed = second + 1
+        estimate = self.estimator.estimate(second)
+        self.estimates[second + 1] = estimate
         return Report(second=second, bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000.0,
-                      bandwidth_kbps=self.estimator.estimate(second))
+                      bandwidth_kbps=estimate)
 
     def finish(self, video_s: float, content: Callable[[int], Content | None]) -> Totals:
         """The stream ended after `video_s` seconds of video: close the seconds still open

@@ -200,5 +200,5 @@ def test_scheme_travels_in_hello():
         scheme_from_hello("stac", {**hello.config, "colour": "red"})
     with pytest.raises(SchemeError, match="has no parameter qp"):
         scheme_from_hello("stac", {**hello.config, "params": {"qp": 30}})
-    with pytest.raises(SchemeError, match="source_fps, frame_size and schedule"):
+    with pytest.raises(SchemeError, match="source_fps, frame_size, schedule and tuner"):
         scheme_from_hello("stac", {"params": {}, "stream": {"fps": 5.0}})

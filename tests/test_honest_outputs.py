@@ -258,7 +258,7 @@ def test_help_shows_the_defaults():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices
     text = " ".join(sub["run"].format_help().split())
-    for expected in ("grace, h264, jpeg, stac, uniform (default h264)",
+    for expected in ("grace, h264, jpeg, stac, stac-plus, uniform (default h264)",
                      "--qp x264 uniform quantisation parameter (default 30",
                      "uplink one-way delay (default 20.0)", "--seed SEED (default 0)"):
         assert expected in text

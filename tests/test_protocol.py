@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 
 import pytest
@@ -333,3 +334,13 @@ def test_names_cannot_forge_log_lines(name):
 def test_escape_keeps_one_line():
     assert P.escape("a\nb\r\x00\x1b[31m") == "a\\nb\\r\\x00\\x1b[31m"
     assert P.escape("x" * 500, limit=10) == "x" * 10 + "..."
+
+
+def test_report_carries_no_estimate_yet_as_nan():
+    """A bandwidth estimator with nothing to go on yet (stac.bandwidth) reports NaN; a
+    negative or infinite estimate is still refused."""
+    msg = P.decode(P.encode(P.Report(second=0, bitrate_kbps=1.0, bandwidth_kbps=float("nan"))))
+    assert msg.second == 0 and math.isnan(msg.bandwidth_kbps)
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(P.ProtocolError, match="bandwidth_kbps"):
+            P.encode(P.Report(second=0, bitrate_kbps=1.0, bandwidth_kbps=bad))

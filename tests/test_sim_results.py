@@ -44,7 +44,7 @@ def test_frames_written_in_order_when_final(tmp_path):
     seconds = pd.read_csv(tmp_path / "seconds.csv")
     assert list(seconds["second"]) == [0, 1] and seconds["pa"][1] == pytest.approx(0.7)
     assert list(seconds.columns) == ["second", "bitrate_kbps", "bandwidth_kbps", "qp", "fps",
-                                     "c", "d", "pa", "miou"]
+                                     "c", "d", "pa", "miou", "bandwidth_estimate_kbps"]
 
 
 def test_table_profile_scales_by_pixels():

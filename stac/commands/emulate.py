@@ -190,7 +190,8 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(
             f"{d['device_id']}: {s['frames']} frames, {s['keyframes']} keyframes "
             f"({s['delivered']} delivered, {s['dropped']} dropped, {kps:.2f}/s), delay p50 "
-            f"{f(fs['delay_s']['p50'])} s p95 {f(fs['delay_s']['p95'])} s, mIoU "
+            f"{f(fs['delay_s']['p50'])} s p95 {f(fs['delay_s']['p95'])} s, result age mean "
+            f"{f(fs['result_age_s']['mean'])} s p95 {f(fs['result_age_s']['p95'])} s, mIoU "
             f"{f(fs['miou']['mean'])}, outage {s['outage_s']:.2f} s")
     c = result["edge"]["compute"]
     util = c.get("utilisation_active")

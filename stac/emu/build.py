@@ -17,6 +17,7 @@ import numpy as np
 from edge.models.registry import resolve_model
 from stac import protocol
 from stac.agents import DeviceAgent, EdgeAgent
+from stac.bandwidth import BandwidthEstimator, make_estimator
 from stac.frames import Frame, check_timing, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
@@ -29,7 +30,8 @@ def hello_config(scheme: SchemeParams, stream: Stream) -> dict[str, Any]:
     """What the HELLO message carries: the scheme's parameters and the stream (JSON)."""
     return {"params": scheme.get_params(),
             "stream": {"source_fps": stream.source_fps, "frame_size": list(stream.frame_size),
-                       "schedule": {str(k): v for k, v in stream.schedule.items()}}}
+                       "schedule": {str(k): v for k, v in stream.schedule.items()},
+                       "tuner": stream.tuner}}
 
 
 def scheme_from_hello(name: str, config: dict[str, Any]) -> tuple[SchemeParams, Stream]:
@@ -40,17 +42,18 @@ def scheme_from_hello(name: str, config: dict[str, Any]) -> tuple[SchemeParams, 
     params, stream = config["params"], config["stream"]
     if not isinstance(params, dict) or not isinstance(stream, dict):
         raise SchemeError("HELLO config's 'params' and 'stream' must be objects")
-    if set(stream) != {"source_fps", "frame_size", "schedule"}:
-        raise SchemeError("HELLO stream must hold source_fps, frame_size and schedule")
+    if set(stream) != {"source_fps", "frame_size", "schedule", "tuner"}:
+        raise SchemeError("HELLO stream must hold source_fps, frame_size, schedule and tuner")
     try:
         w, h = (int(v) for v in stream["frame_size"])
         schedule = {int(k): float(v) for k, v in dict(stream["schedule"]).items()}
         source_fps = float(stream["source_fps"])
+        tuner = str(stream["tuner"])
     except (TypeError, ValueError) as e:
         raise SchemeError(f"bad HELLO stream: {e}") from None
     check_stream(source_fps, (w, h), schedule)
     return make_scheme(name, params), Stream(source_fps=source_fps, frame_size=(w, h),
-                                             schedule=schedule)
+                                             schedule=schedule, tuner=tuner)
 
 
 MAX_FRAME_SIDE = 8192  # pixels; the codec's own limit is stac.codec.bitstream.MAX_DIM
@@ -156,6 +159,7 @@ class StreamSetup:
     frames: list[Frame]
     evaluate: Callable[[Frame, np.ndarray | None], tuple[float, float]]
     meta: dict[str, Any]
+    estimator: BandwidthEstimator | None = None  # None: the oracle
 
 
 def build_stream(options: RunOptions) -> StreamSetup:
@@ -163,6 +167,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     frames decoded in advance and their ground truth cached, so neither costs stream time."""
     seed_everything(options.seed)
     trace = load_trace(options.trace)
+    estimator = make_estimator(options.estimator, trace)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     options = replace(options, duration=check_timing(source, options.scheme.fps, options.duration))
     model = resolve_model(options.model)
@@ -189,7 +194,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     }
     return StreamSetup(agent=scheme.device, start=scheme.config,
                        hello=hello_config(options.scheme, stream), trace=trace, frames=frames,
-                       evaluate=gt.score, meta=meta)
+                       evaluate=gt.score, meta=meta, estimator=estimator)
 
 
 def _video_seconds(frames: list[Frame]) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 
 from edge.models.registry import ModelError
 from stac import protocol
+from stac.bandwidth import BandwidthEstimator
 from stac.emu import streams
 from stac.emu.auth import read_token
 from stac.emu.build import _video_seconds, build_stream, set_threads
@@ -91,9 +92,10 @@ class DeviceClient:
                  edge: tuple[str, int], trace: Trace, evaluate, sink: RunSink,
                  link: LinkOptions | None = None, device_id: str = "device-0", token: str = "",
                  backoff: tuple[float, float] = (0.1, 2.0),
-                 feedback_timeout: float | None = 3.0) -> None:
+                 feedback_timeout: float | None = 3.0,
+                 estimator: BandwidthEstimator | None = None) -> None:
         self.agent = agent
-        self.book = RunBook(trace, start, sink)
+        self.book = RunBook(trace, start, sink, estimator)
         self.scheme = scheme
         self.hello = hello
         self.edge = edge
@@ -302,7 +304,7 @@ class DeviceClient:
 
     def _on_arrival(self, entry: Entry) -> None:
         if entry.meta is not None:
-            self.book.arrived(entry.meta, entry.t_arrived)
+            self.book.arrived(entry.meta, entry.t_arrived, entry.t_start, entry.t_sent)
             self._awaiting[entry.meta] = entry.t_arrived
 
     def _on_drop(self, entry: Entry) -> None:
@@ -458,7 +460,8 @@ def stream(options: RunOptions, edge: tuple[str, int], device_id: str = "device-
                        downlink_kbps=options.downlink_kbps)
     client = DeviceClient(setup.agent, setup.start, options.scheme.name, setup.hello, edge,
                           setup.trace, setup.evaluate, writer, link=link, device_id=device_id,
-                          token=token, feedback_timeout=feedback_timeout)
+                          token=token, feedback_timeout=feedback_timeout,
+                          estimator=setup.estimator)
     async def go() -> None:  # `stac-sim emulate` starts every device's camera at once
         print("ready", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -531,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     fs = summary["frame_stats"]
     print(f"stac-device {args.device_id}: {summary['frames']} frames, "
           f"{summary['keyframes']} keyframes ({summary['dropped']} dropped), "
-          f"delay p50 {fs['delay_s']['p50']} s, mIoU {fs['miou']['mean']}, "
+          f"delay p50 {fs['delay_s']['p50']} s, result age p50 {fs['result_age_s']['p50']} s, "
+          f"mIoU {fs['miou']['mean']}, "
           f"outage {summary['outage_s']:.2f} s", flush=True)
     return 0
 

@@ -31,7 +31,8 @@ def emulate_local(options: RunOptions, timeout_s: float = 300.0
         host, port = await server.start()
         writer = RunWriter(options.out, setup.start.as_dict())
         client = DeviceClient(setup.agent, setup.start, options.scheme.name, setup.hello,
-                              (host, port), setup.trace, setup.evaluate, writer, link=link)
+                              (host, port), setup.trace, setup.evaluate, writer, link=link,
+                              estimator=setup.estimator)
         try:
             result = await client.run(setup.frames)
         finally:

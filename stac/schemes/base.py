@@ -14,11 +14,13 @@ from stac.protocol import Config
 class Stream:
     """The captured stream a scheme is built for: the source frame rate, the frame size
     (w, h), and an optional fixed `schedule` {second: fps} of configuration changes
-    (fixed-configuration experiments; empty: the configuration never changes)."""
+    (fixed-configuration experiments; empty: the configuration never changes), and the
+    edge's per-second `tuner` spec (`edge.tuner.make_tuner`; default "fixed")."""
 
     source_fps: float
     frame_size: tuple[int, int]
     schedule: Mapping[int, float] = field(default_factory=dict)
+    tuner: str = "fixed"
 
     def __post_init__(self) -> None:
         if not self.source_fps > 0:
@@ -31,6 +33,8 @@ class Stream:
         if any(not v > 0 for v in schedule.values()):
             raise ValueError(f"scheduled fps must be > 0, got {schedule}")
         object.__setattr__(self, "schedule", schedule)
+        if schedule and self.tuner != "fixed":
+            raise ValueError(f"a fixed fps schedule needs the fixed tuner, not {self.tuner!r}")
 
 
 @dataclass

@@ -16,10 +16,11 @@ def _offload(codec: str, params: SchemeParams, stream: Stream,
              model: StreamingSegmenter) -> Scheme:
     from device.offload import OffloadDevice
     from edge.offload import OffloadEdge
+    from edge.tuner import make_tuner
 
     start = params.config()
     device = OffloadDevice(codec, start, source_fps=stream.source_fps)
-    edge = OffloadEdge(codec, model, start, schedule=stream.schedule,
+    edge = OffloadEdge(codec, model, start, tuner=make_tuner(stream.tuner, stream.schedule),
                        frame_size=stream.frame_size)
     return Scheme(name=params.name, device=device, edge=edge, config=start)
 

@@ -52,6 +52,7 @@ class StacPlus(SchemeParams):
     def build(self, stream: Stream, model: StreamingSegmenter) -> Scheme:
         from device.plus_agent import PlusDevice
         from edge.plus_agent import PlusEdge
+        from edge.tuner import make_tuner
         from stac.regions import RegionGrid
 
         tables = _tables(self.name, self.tables, model)
@@ -63,5 +64,6 @@ class StacPlus(SchemeParams):
                             grid=grid)
         edge = PlusEdge(model, tables, start, allocation=self.allocation,
                         levelmap=self.levelmap, mix_bits=self.mix_bits, map_bits=self.map_bits,
-                        grid=grid, schedule=stream.schedule, frame_size=stream.frame_size)
+                        grid=grid, tuner=make_tuner(stream.tuner, stream.schedule),
+                        frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)

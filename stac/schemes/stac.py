@@ -41,6 +41,7 @@ class Stac(SchemeParams):
     def build(self, stream: Stream, model: StreamingSegmenter) -> Scheme:
         from device.stac_agent import StacDevice
         from edge.stac_agent import StacEdge
+        from edge.tuner import make_tuner
         from stac.regions import RegionGrid
 
         tables = _tables(self.name, self.tables, model)
@@ -48,7 +49,8 @@ class Stac(SchemeParams):
         grid = RegionGrid.for_frame(stream.frame_size)  # one region grid, shared by both halves
         device = StacDevice(tables, start, source_fps=stream.source_fps,
                             frame_size=stream.frame_size, grid=grid)
-        edge = StacEdge(model, tables, start, grid=grid, schedule=stream.schedule,
+        edge = StacEdge(model, tables, start, grid=grid,
+                        tuner=make_tuner(stream.tuner, stream.schedule),
                         frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
 
@@ -89,6 +91,7 @@ def _one_level(params: Uniform, device_class, stream: Stream,
                model: StreamingSegmenter) -> Scheme:
     """A one-level device of `device_class` and a decode-and-segment edge."""
     from edge.offload import OWN, OffloadEdge
+    from edge.tuner import make_tuner
 
     tables = _tables(params.name, params.tables, model)
     level = tables.levels // 2 if params.level is None else params.level
@@ -98,6 +101,6 @@ def _one_level(params: Uniform, device_class, stream: Stream,
     start = params.config(level=level)
     device = device_class(tables, start, source_fps=stream.source_fps,
                           frame_size=stream.frame_size, level=level)
-    edge = OffloadEdge(OWN, model, start, schedule=stream.schedule, tables=tables,
-                       frame_size=stream.frame_size)
+    edge = OffloadEdge(OWN, model, start, tuner=make_tuner(stream.tuner, stream.schedule),
+                       tables=tables, frame_size=stream.frame_size)
     return Scheme(name=params.name, device=device, edge=edge, config=start)

@@ -17,11 +17,12 @@ import numpy as np
 import simpy
 
 from stac.agents import Work
+from stac.bandwidth import BandwidthEstimator
 from stac.frames import Frame
 from stac.latency import LatencyProfile
 from stac.protocol import Config, Feedback, Keyframe
 from stac.results import FrameRecord, RunSink
-from stac.runbook import OracleBandwidth, RunBook
+from stac.runbook import RunBook
 from stac.schemes import Scheme
 from stac.sim.link import Downlink, Packet, Uplink
 from stac.traces import Trace
@@ -60,7 +61,7 @@ class Simulation:
                  evaluate: Evaluate, sink: RunSink | None = None,
                  link: LinkConfig | None = None,
                  progress: Callable[[int], None] | None = None,
-                 estimator: OracleBandwidth | None = None) -> None:
+                 estimator: BandwidthEstimator | None = None) -> None:
         self.scheme = scheme
         self.trace = trace
         self.profile = profile
@@ -131,7 +132,7 @@ class Simulation:
         self.book.dropped(packet.payload.index)
 
     def _on_uplink_arrival(self, packet: Packet) -> None:
-        self.book.arrived(packet.payload.index, packet.t_arrived)
+        self.book.arrived(packet.payload.index, packet.t_arrived, packet.t_start, packet.t_sent)
         self.env.process(self._edge_keyframe(packet.payload))
 
     def _edge_keyframe(self, keyframe: Keyframe):

@@ -18,6 +18,8 @@ import torch
 
 from edge.models.base import StreamingSegmenter
 from edge.models.registry import resolve_model
+from edge.tuner import DEFAULT_TUNER
+from stac.bandwidth import DEFAULT_ESTIMATOR, make_estimator
 from stac.frames import check_timing, open_source
 from stac.groundtruth import GroundTruth
 from stac.latency import DEFAULT_PROFILE, get_profile
@@ -57,6 +59,8 @@ class RunOptions:
     schedule: Mapping[int, float] = field(default_factory=dict)
     use_cache: bool = True
     overwrite: bool = False  # replace an existing non-empty `out` (else an error)
+    tuner: str = DEFAULT_TUNER  # the edge's per-second B/fps policy (edge.tuner), §VI
+    estimator: str = DEFAULT_ESTIMATOR  # bandwidth estimator (stac.bandwidth)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as one flat mapping (the scheme's name and parameters inline), the
@@ -92,7 +96,7 @@ def seed_everything(seed: int) -> None:
 def stream_of(options: RunOptions, source: Any) -> Stream:
     """The stream a scheme is built for: `options` on an opened frame `source`."""
     return Stream(source_fps=source.fps, frame_size=tuple(source.size),
-                  schedule=dict(options.schedule))
+                  schedule=dict(options.schedule), tuner=options.tuner)
 
 
 def run(options: RunOptions, progress: bool = False,
@@ -114,6 +118,7 @@ def _run(options: RunOptions, out: Path, progress: bool, model: StreamingSegment
     t0 = time.perf_counter()
     seed_everything(options.seed)
     trace = load_trace(options.trace)
+    estimator = make_estimator(options.estimator, trace)
     profile = get_profile(options.profile)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     options = replace(options, duration=check_timing(source, options.scheme.fps, options.duration))
@@ -132,7 +137,8 @@ def _run(options: RunOptions, out: Path, progress: bool, model: StreamingSegment
     writer = RunWriter(out, scheme.config.as_dict())
     bar = _progress_bar(source, options.duration) if progress else None
     sim = Simulation(scheme, trace, profile, gt.score, writer, link,
-                     progress=bar.update if bar is not None else None)
+                     progress=bar.update if bar is not None else None,
+                     estimator=estimator)
     try:
         result = sim.run(source, duration=options.duration)
     finally:
@@ -194,7 +200,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"without result {summary['frames_without_result']}",
         f"bitrate {f(ss['bitrate_kbps']['mean'], '.0f')} kbps  vs bandwidth "
         f"{f(ss['bandwidth_kbps']['mean'], '.0f')} kbps (means per second)",
+        f"overshoot (bitrate > {summary['overshoot_seconds']['factor']:g} x bandwidth) in "
+        f"{summary['overshoot_seconds']['count']} s, mean {f(ss['overshoot_kbps']['mean'], '.0f')}"
+        f" kbps  utilisation mean {f(ss['utilisation']['mean'], '.2f')}",
         f"PA {f(fs['pa']['mean'])}  mIoU {f(fs['miou']['mean'])}  delay mean "
-        f"{f(fs['delay_s']['mean'])} s  p95 {f(fs['delay_s']['p95'])} s",
+        f"{f(fs['delay_s']['mean'])} s  p95 {f(fs['delay_s']['p95'])} s  result age mean "
+        f"{f(fs['result_age_s']['mean'])} s ({f(fs['result_age_frames']['mean'], '.1f')} frames)"
+        f"  p95 {f(fs['result_age_s']['p95'])} s "
+        f"({f(fs['result_age_frames']['p95'], '.1f')} frames)",
         f"wall {summary['wall_s']:.1f} s for {summary['video_s']:.1f} s of video",
     ])

@@ -1,0 +1,56 @@
+"""Per-call time of the tuners' `step` (ms, this CPU, one torch thread): the §VI network
+(its target: < 1 ms per call, issue 12) and the offline lookup, on the tiny mechanics-only
+weights and profile of tests/data/tuner_tiny. Prints one JSON document.
+
+    python experiments/bench_tuner.py [--calls 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.profiles import OfflineTuner, read_profiles
+from edge.tuner_net import NetTuner
+from stac.protocol import Config, Content
+
+TINY = Path(__file__).resolve().parent.parent / "tests" / "data" / "tuner_tiny"
+
+
+def time_calls(tuner, calls: int) -> dict:
+    """Median and p95 ms of `tuner.step` over `calls` varied inputs (after 50 warm-up)."""
+    rng = np.random.default_rng(0)
+    config = Config.of({"B": 4.0, "fps": 5.0})
+    ms = []
+    for i in range(calls + 50):
+        bw, c, d = rng.uniform(5, 100), rng.uniform(5e3, 2e4), rng.uniform(2e4, 1.5e5)
+        t0 = time.perf_counter()
+        tuner.step(i, 20.0, bw, config, Content(second=i, c=c, d=d))
+        if i >= 50:
+            ms.append(1000 * (time.perf_counter() - t0))
+    return {"median_ms": statistics.median(ms), "p95_ms": float(np.percentile(ms, 95)),
+            "calls": calls}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=2000)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    net = NetTuner.load(TINY / "nn.pt")
+    out = {"nn": {**time_calls(net, args.calls), "kflops": net.card["kflops"]},
+           "offline": time_calls(OfflineTuner(read_profiles(TINY / "profiles.csv")),
+                                 args.calls),
+           "torch": torch.__version__, "threads": 1, "loadavg": os.getloadavg()}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
