@@ -110,17 +110,19 @@ def test_run_id_is_stable_and_covers_every_option(repo_root):
     assert run_id(full_config({**params, "duration": 1.0})[0]) == rid  # 1 and 1.0 alike
     assert run_id(full_config({**params, "qp": 30, "seed": 0})[0]) == rid  # defaults spelled
     changed = {"trace": str(repo_root / "traces" / "wifi.csv"), "video": "x.mp4",
-               "scheme": "jpeg", "model": "untrained:drn_d_22", "duration": 2, "fps": 5.0,
-               "source_fps": 12.5, "size": (96, 64), "qp": 31, "quality": 51, "B": 4.0,
-               "tables": "t.npz", "level": 3, "profile": "measured", "seed": 1,
-               "delay_ms": 30.0, "downlink_delay_ms": 5.0, "downlink_kbps": 100.0,
-               "schedule": {1: 5.0}}
+               "model": "untrained:drn_d_22", "duration": 2, "fps": 5.0,
+               "source_fps": 12.5, "size": (96, 64), "qp": 31, "profile": "measured",
+               "seed": 1, "delay_ms": 30.0, "downlink_delay_ms": 5.0, "downlink_kbps": 100.0,
+               "schedule": {1: 5.0}, "tuner": "offline:p.csv", "estimator": "harmonic"}
     ids = {rid}
     for key, value in changed.items():
         new = run_id(full_config({**params, key: value})[0])
         assert new not in ids, key
         ids.add(new)
-    assert set(changed) | {"out", "use_cache"} >= set(config)  # every option was varied
+    jpeg = {k: v for k, v in params.items() if k != "qp"} | {"scheme": "jpeg"}
+    assert run_id(full_config(jpeg)[0]) not in ids  # another scheme
+    # every option was varied (the scheme's name and its parameters included)
+    assert set(changed) | {"scheme", "out", "use_cache", "overwrite"} >= set(config)
     assert run_id(full_config({**params, "use_cache": False})[0]) == rid  # not a result
 
 

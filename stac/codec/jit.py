@@ -21,7 +21,7 @@ def entry_kernels() -> list:
 
     found = {id(v): v for mod in (encoder, decoder) for v in vars(mod).values()
              if isinstance(v, Dispatcher)}
-    for kernel in (mb_encoder.encode_mbs, mb_encoder.predict_frame, mb_decoder.decode_mbs):
+    for kernel in (mb_encoder.encode_mbs, mb_decoder.decode_mbs):
         found[id(kernel)] = kernel
     return list(found.values())
 
