@@ -9,6 +9,7 @@ import asyncio
 import logging
 import struct
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,13 @@ from stac.codec.errors import BitstreamError
 from stac.codec.reference import X264Decoder, X264Encoder, jpeg_decode, jpeg_encode
 from stac.emu import streams
 from stac.emu.auth import read_token
-from stac.emu.build import choose_tables, edge_table_files, hello_config, scheme_from_hello
+from stac.emu.build import (
+    choose_tables,
+    choose_tuner,
+    edge_table_files,
+    hello_config,
+    scheme_from_hello,
+)
 from stac.emu.edge_main import ComputeWorker, EdgeOptions, EdgeServer, FairQueue, serve
 from stac.frames import open_source
 from stac.protocol import ErrorCode
@@ -295,6 +302,16 @@ def test_tables_are_chosen_by_name_only(tmp_path):
             choose_tables(make_scheme("stac", {"tables": name}), known)
         texts.append(str(info.value).replace(P.escape(name, 80), "NAME"))
     assert len(set(texts)) == 1  # the same answer whether or not the file exists
+
+
+def test_tuner_files_are_only_those_the_edge_offers(tmp_path):
+    offered = tmp_path / "profiles.csv"
+    stream = Stream(source_fps=25.0, frame_size=(W, H), tuner="offline:profiles.csv")
+    assert choose_tuner(stream, [offered]).tuner == f"offline:{offered}"
+    assert choose_tuner(Stream(source_fps=25.0, frame_size=(W, H)), []).tuner == "fixed"
+    for arg in ("/etc/passwd", "../profiles.csv", str(tmp_path / "other.csv")):
+        with pytest.raises(SchemeError, match="not offered by this edge"):
+            choose_tuner(replace(stream, tuner=f"offline:{arg}"), [offered])
 
 
 @pytest.mark.parametrize("part,field,value", [

@@ -99,6 +99,7 @@ def _emulate(options: RunOptions, out: Path, devices: int, token: str, threads: 
     del setup
     # the token travels in the environment: command lines are readable by any local user
     env = {**os.environ, ENV: token}
+    tuner_file = options.tuner.partition(":")[2]  # the edge offers the device's tuner file
     tables = getattr(options.scheme, "tables", None)  # a device's table file: the edge offers
     #                                                    it too
     edge_log = open(out / "edge" / "edge.log", "w")  # noqa: SIM115 (closed below)
@@ -106,6 +107,7 @@ def _emulate(options: RunOptions, out: Path, devices: int, token: str, threads: 
         [sys.executable, "-m", "stac.emu.edge_main", "serve", "--port", "0",
          "--model", options.model, "--seed", str(options.seed),
          "--threads", str(threads), *(["--tables", tables] if tables else []),
+         *(["--tuner-file", tuner_file] if tuner_file else []),
          "--max-devices", str(max(devices, 1)), "--out", str(out / "edge")],
         stdout=subprocess.PIPE, stderr=edge_log, text=True, env=env)
     procs: list[subprocess.Popen] = []

@@ -112,21 +112,41 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def edge_factory(model_spec: str | None, seed: int = 0, tables: Iterable[str | Path] = ()
+def choose_tuner(stream: Stream, offered: Iterable[str | Path]) -> Stream:
+    """`stream` whose tuner spec names a file (``offline:PROFILES.csv``, ``nn:WEIGHTS.pt``)
+    only if the edge offers that file (`stac-edge serve --tuner-file`), by its path or name:
+    a device never makes the edge open a path of its choosing."""
+    kind, _, arg = stream.tuner.partition(":")
+    if not arg:
+        return stream
+    known: dict[str, str] = {}
+    for path in offered:
+        known[Path(path).name] = known[str(path)] = str(path)
+    if arg not in known:
+        raise SchemeError(f"tuner file {protocol.escape(arg, 80)!r} is not offered by this "
+                          f"edge; it offers {', '.join(sorted(known)) or 'none'}")
+    return replace(stream, tuner=f"{kind}:{known[arg]}")
+
+
+def edge_factory(model_spec: str | None, seed: int = 0, tables: Iterable[str | Path] = (),
+                 tuner_files: Iterable[str | Path] = ()
                  ) -> tuple[Callable[[protocol.Hello], EdgeAgent], str]:
     """(Hello -> that device's EdgeAgent, model name); the model is loaded once and shared.
 
     `seed` makes an `untrained:NAME` model the same network the devices score against;
-    `tables`: table files devices may name besides the shipped ones (`edge_table_files`)."""
+    `tables`: table files devices may name besides the shipped ones (`edge_table_files`);
+    `tuner_files`: the profile / weight files a device's tuner spec may name."""
     name = model_spec or DEFAULT_MODEL
     seed_everything(seed)
     model = resolve_model(name)
     warmed: set[tuple[str, tuple[int, int]]] = set()
     known_tables = edge_table_files(tables)
+    tuner_files = list(tuner_files)
 
     def factory(hello: protocol.Hello) -> EdgeAgent:
         scheme, stream = scheme_from_hello(hello.scheme, hello.config)
         scheme = choose_tables(scheme, known_tables)
+        stream = choose_tuner(stream, tuner_files)
         key = (hello.scheme, stream.frame_size)
         if key not in warmed:
             w, h = stream.frame_size

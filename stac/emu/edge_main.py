@@ -605,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", action="append", default=[], metavar="FILE",
                    help="a table file devices may name (by its name or stem) besides the "
                         "shipped ones; repeatable")
+    p.add_argument("--tuner-file", action="append", default=[], metavar="FILE",
+                   help="a profile or weights file devices' tuner specs may name "
+                        "(offline:FILE, nn:FILE); repeatable")
     p.add_argument("--read-timeout", type=float, default=5.0,
                    help="seconds a started message may take to complete")
     p.add_argument("--idle-timeout", type=float, default=60.0,
@@ -636,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stac-edge: cannot read --token-file: {exc}", file=sys.stderr)
         return 2
     try:
-        factory, model_name = edge_factory(args.model, seed=args.seed, tables=args.tables)
+        factory, model_name = edge_factory(args.model, seed=args.seed, tables=args.tables,
+                                           tuner_files=args.tuner_file)
     except ModelError as exc:
         print(f"stac-edge: {exc}\n  (pass a checkpoint path with --model, or "
               "'untrained:NAME' for a mechanics-only run)", file=sys.stderr)

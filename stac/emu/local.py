@@ -20,7 +20,11 @@ def emulate_local(options: RunOptions, timeout_s: float = 300.0
     writes the device's outputs (frames.csv, seconds.csv, summary.json) into
     `options.out`. Returns the device's totals and the edge's summary."""
     setup = build_stream(options)
-    factory, name = edge_factory(options.model, seed=options.seed)
+    tables = getattr(options.scheme, "tables", None)  # this process's own files: offered
+    tuner_file = options.tuner.partition(":")[2]
+    factory, name = edge_factory(options.model, seed=options.seed,
+                                 tables=[tables] if tables else [],
+                                 tuner_files=[tuner_file] if tuner_file else [])
     link = LinkOptions(delay_s=options.delay_ms / 1000.0,
                        downlink_delay_s=None if options.downlink_delay_ms is None
                        else options.downlink_delay_ms / 1000.0,
