@@ -3,15 +3,10 @@ reaches the device, and a new configuration discards what the uplink had not sen
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pandas as pd
 
-from stac.emu.build import build_stream, edge_factory
-from stac.emu.device_main import DeviceClient, LinkOptions
-from stac.emu.edge_main import EdgeOptions, EdgeServer
-from stac.results import RunWriter
+from stac.emu.local import emulate_local
 from stac.sim.runner import run_options
 from stac.traces import Trace, save_trace
 
@@ -24,26 +19,9 @@ def test_reconfiguration_reaches_the_device_and_discards_the_backlog(tmp_path, m
     trace = save_trace(Trace(np.array([0.0]), np.array([6.0]), end_s=60.0), tmp_path / "t.csv")
     options = run_options({"trace": str(trace), "out": str(tmp_path / "dev"),
                            "scheme": "h264", "model": "untrained:bisenet", "duration": 3.0,
-                           "fps": 5.0, "size": (64, 48), "schedule": {1: 2.5}, "seed": 0})
-    setup = build_stream(options)
-    factory, name = edge_factory(options.model, seed=0)
-
-    async def scenario():
-        server = EdgeServer(EdgeOptions(), factory, model=name)
-        host, port = await server.start()
-        writer = RunWriter(options.out, setup.start.as_dict())
-        client = DeviceClient(setup.agent, setup.start, "h264", setup.hello,
-                              (host, port), setup.trace, setup.evaluate, writer,
-                              link=LinkOptions(delay_s=0.01))
-        try:
-            result = await client.run(setup.frames)
-        finally:
-            writer.close()
-            await asyncio.sleep(0.2)  # let the edge read the device's goodbye
-            await server.stop()
-        return result, server.summary()
-
-    result, edge = asyncio.run(asyncio.wait_for(scenario(), 120))
+                           "fps": 5.0, "size": (64, 48), "schedule": {1: 2.5}, "seed": 0,
+                           "delay_ms": 10.0})
+    result, edge = emulate_local(options, timeout_s=120)
     frames = pd.read_csv(tmp_path / "dev" / "frames.csv")
     assert frames["frame"].tolist() == list(range(75))
     (session,) = edge["devices"]

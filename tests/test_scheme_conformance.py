@@ -30,17 +30,23 @@ class Grainy(Jpeg):
 '''
 
 
-@pytest.fixture()
-def plugin(tmp_path, monkeypatch):
-    """An installed distribution (a dist-info with entry_points.txt) declaring `grainy`."""
-    (tmp_path / "grainy_scheme.py").write_text(PLUGIN)
-    info = tmp_path / "grainy_scheme-1.0.dist-info"
+def _install(tmp_path, monkeypatch, dist: str, entry_point: str) -> None:
+    """An installed distribution `dist` (a dist-info with entry_points.txt on sys.path)
+    declaring `entry_point` in group stac_sim.schemes; the registry reads it afresh."""
+    info = tmp_path / f"{dist}-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: grainy-scheme\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[stac_sim.schemes]\ngrainy = grainy_scheme:Grainy\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[stac_sim.schemes]\n{entry_point}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(schemes, "_entry_points_loaded", False)
     monkeypatch.setattr(schemes, "_SCHEMES", dict(schemes._SCHEMES))
+
+
+@pytest.fixture()
+def plugin(tmp_path, monkeypatch):
+    """A distribution declaring `grainy`, a scheme module outside the project."""
+    (tmp_path / "grainy_scheme.py").write_text(PLUGIN)
+    _install(tmp_path, monkeypatch, "grainy_scheme", "grainy = grainy_scheme:Grainy")
     yield "grainy"
     sys.modules.pop("grainy_scheme", None)
 
@@ -71,13 +77,7 @@ def test_a_scheme_registered_by_entry_point_runs_in_both_drivers(plugin, tmp_pat
 
 
 def test_a_broken_entry_point_is_a_clear_error(tmp_path, monkeypatch):
-    info = tmp_path / "broken-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[stac_sim.schemes]\nbroken = no_such_module:X\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(schemes, "_entry_points_loaded", False)
-    monkeypatch.setattr(schemes, "_SCHEMES", dict(schemes._SCHEMES))
+    _install(tmp_path, monkeypatch, "broken", "broken = no_such_module:X")
     assert "broken" in list_schemes()
     with pytest.raises(schemes.SchemeError, match="scheme 'broken': cannot load"):
         schemes.get_scheme("broken")
