@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import stop_process
 
 STREAM = ["--scheme", "jpeg", "--model", "untrained:bisenet", "--size", "64x48", "--seed", "0",
           "--threads", "1"]
@@ -39,14 +39,6 @@ def _device(port: int, out: Path, trace: Path, duration: float, *extra: str,
         env={**os.environ, "STAC_CACHE": str(cache)})
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow
@@ -72,8 +64,8 @@ def test_edge_killed_and_restarted_mid_stream(tmp_path, repo_root, dataset):
         assert restarted < duration - 8, "the edge took too long to restart on this machine"
         out, err = device.communicate(timeout=duration + 120)
     finally:
-        _stop(device)
-        _stop(edge)
+        stop_process(device)
+        stop_process(edge)
     assert device.returncode == 0, err[-2000:]
     frames = pd.read_csv(tmp_path / "dev" / "frames.csv")
     n = int(duration / interval)
@@ -110,7 +102,7 @@ def test_device_with_wrong_token_is_refused(tmp_path, repo_root):
                          "--token", "wrong", cache=tmp_path / "cache")
         out, err = device.communicate(timeout=180)
     finally:
-        _stop(edge)
+        stop_process(edge)
     assert device.returncode == 3
     assert "UNAUTHORIZED" in err
     summary = json.loads((tmp_path / "edge" / "edge_summary.json").read_text())

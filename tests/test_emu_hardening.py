@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import stop_process
 
 from stac import protocol as P
 from stac.emu import streams
@@ -39,16 +40,6 @@ def _edge(log: Path, *extra: str, nofile: int | None = None) -> tuple[subprocess
     return proc, int(line.rsplit(":", 1)[1])
 
 
-def _stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGCONT)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 async def _flood(port: int, n: int, hold: float) -> int:
@@ -87,7 +78,7 @@ def test_edge_survives_a_flood_at_its_descriptor_limit(tmp_path):
         time.sleep(2.5)
         after = (out / "edge_summary.json").stat().st_mtime
     finally:
-        code = _stop(edge)
+        code = stop_process(edge)
     assert opened > 96  # the flood went past the edge's descriptor limit
     assert isinstance(answer, P.Hello), answer  # a device is served after the flood
     assert after > before  # the summary is still written
@@ -119,8 +110,8 @@ def test_frozen_edge_is_recorded_as_an_outage_with_its_cause(tmp_path, repo_root
         thawed = time.monotonic() - go
         out, err = device.communicate(timeout=120)
     finally:
-        _stop(device)
-        _stop(edge)
+        stop_process(device)
+        stop_process(edge)
     assert device.returncode == 0, err[-2000:]
     outages = pd.read_csv(tmp_path / "dev" / "outages.csv")
     silent = outages[outages["reason"].str.startswith("edge silent")]
