@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a CamVid split; prints JSON")
     p.add_argument("model", help="registered name (shipped checkpoint) or checkpoint path")
     p.add_argument("--data", required=True, type=Path, help="CamVid folder")
-    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val",
+                   help="train: the fit (its gap to val is the overfitting check)")
     p.add_argument("--resolution", type=_resolution, default=None,
                    help="HxW to evaluate at (default: the checkpoint's card, else 360x480)")
     p.add_argument("--limit", type=int, default=None, help="first N images only")
