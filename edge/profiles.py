@@ -45,9 +45,11 @@ class ProfileRow:
     d: float
     model: str = ""
     seed: int = 0
+    scheme: str = ""
 
 
 COLUMNS = tuple(f.name for f in fields(ProfileRow))
+OPTIONAL = ("scheme",)  # columns older profile files lack (read as "")
 
 
 def write_profiles(rows: Iterable[ProfileRow], path: str | Path) -> Path:
@@ -67,7 +69,7 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            missing = set(COLUMNS) - set(reader.fieldnames or ())
+            missing = set(COLUMNS) - set(OPTIONAL) - set(reader.fieldnames or ())
             if missing:
                 raise ProfileError(f"{path}: missing columns {sorted(missing)}")
             rows = []
@@ -77,7 +79,8 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
                         video=rec["video"], second=int(rec["second"]), B=float(rec["B"]),
                         fps=float(rec["fps"]), pa=float(rec["pa"]), miou=float(rec["miou"]),
                         bitrate_kbps=float(rec["bitrate_kbps"]), c=float(rec["c"]),
-                        d=float(rec["d"]), model=rec["model"], seed=int(rec["seed"])))
+                        d=float(rec["d"]), model=rec["model"], seed=int(rec["seed"]),
+                        scheme=rec.get("scheme") or ""))
                 except ValueError as e:
                     raise ProfileError(f"{path}, line {n}: {e}") from None
     except OSError as e:
@@ -89,7 +92,8 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
 
 def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
     """Profile rows of one finished fixed-configuration run (its summary.json and
-    seconds.csv): one row per full second with an accuracy and content metrics."""
+    seconds.csv): one row per full second with an accuracy. c and d are NaN for a scheme
+    whose device measures no content (h264, jpeg: plain offloading)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -102,13 +106,14 @@ def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
         if col not in seconds.columns:
             raise ProfileError(f"{run_dir}/seconds.csv has no column {col!r}")
     full = seconds[(seconds["second"] + 1 <= summary["video_s"] + 1e-9)
-                   & seconds[["pa", "c", "d"]].notna().all(axis=1)]
+                   & seconds["pa"].notna()]
     video = summary.get("video_name", summary.get("video", ""))
     return [ProfileRow(video=str(video), second=int(r["second"]), B=float(r[knob]),
                        fps=float(r["fps"]), pa=float(r["pa"]), miou=float(r["miou"]),
                        bitrate_kbps=float(r["bitrate_kbps"]), c=float(r["c"]),
                        d=float(r["d"]), model=str(summary.get("model", "")),
-                       seed=int(summary.get("seed", 0)))
+                       seed=int(summary.get("seed", 0)),
+                       scheme=str(summary.get("scheme", "")))
             for _, r in full.iterrows()]
 
 
