@@ -49,6 +49,7 @@ class Tuner(ABC):
     """A per-second configuration policy (STAC §VI)."""
 
     name: str = ""
+    spec: str = ""  # the resolved spec it was made from (make_tuner), for the run's summary
 
     @abstractmethod
     def step(self, second: int, bitrate_kbps: float, bandwidth_kbps: float, config: Config,
@@ -144,6 +145,13 @@ def make_tuner(spec: str, schedule: Mapping[int, float] | None = None, scheme: s
 
         model = model_name(model)
     spec = resolve_spec(spec, schedule, scheme, model)
+    tuner = _build(spec, schedule)
+    tuner.spec = spec
+    return tuner
+
+
+def _build(spec: str, schedule: Mapping[int, float] | None) -> Tuner:
+    """The tuner of a resolved spec (no `auto`, files named)."""
     name, _, arg = spec.partition(":")
     if name == "fixed" and not arg:
         return FixedTuner(schedule)
