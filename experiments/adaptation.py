@@ -38,6 +38,7 @@ from stac.experiment.adaptation import (
     binding_kbps,
     clip_fps,
     fps_curves,
+    frames_table,
     import_family,
     looped_clip,
     pick_segments,
@@ -140,17 +141,6 @@ class Setup:
                          "tuner": r.get("tuner"), **m})
         return pd.DataFrame(rows)
 
-    def frames(self, runs: pd.DataFrame) -> pd.DataFrame:
-        """Every frame of `runs` with its family and label (as `scheme` for the plots)."""
-        from stac.results import result_age_s
-
-        parts = []
-        for r in runs.to_dict("records"):
-            f = open_run(run_dir(self.sweep_dir, r["run_id"])).frames
-            f = f.assign(result_age_s=result_age_s(f), family=r["family"], scheme=r["label"])
-            parts.append(f[["family", "scheme", "pa", "miou", "delay_s", "result_age_s"]])
-        return pd.concat(parts, ignore_index=True)
-
 
 def parse_tuners(items: list[str]) -> dict[str, str]:
     """["stac=nn:W.pt", ...] -> {"stac": "nn:W.pt"}: a label (or scheme) and a tuner spec."""
@@ -252,7 +242,8 @@ def cmd_fig12(args, setup: Setup) -> None:
     save(args.out, "fig12_runs", table)
     save(args.out, "fig12_summary", summary, record=record)
     save(args.out, "fig12_distributions",
-         fig=plot_family_distributions(setup.frames(runs[runs["label"].isin(args.schemes)])))
+         fig=plot_family_distributions(frames_table(runs[runs["label"].isin(args.schemes)],
+                                                      setup.sweep_dir, label="label")))
 
 
 def cmd_fig13(args, setup: Setup) -> None:

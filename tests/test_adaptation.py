@@ -176,3 +176,34 @@ def test_small_fig12_runs_end_to_end(repo_root, tmp_path, shared_data):
                            capture_output=True, text=True)
     assert "outputs in" in again.stdout
     assert pd.read_csv(out / "fig12_runs.csv")["run_id"].tolist() == runs["run_id"].tolist()
+
+
+def test_notebook_is_committed_without_outputs(repo_root):
+    import nbformat
+
+    book = nbformat.read(repo_root / "notebooks" / "adaptation.ipynb", as_version=4)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+
+
+@pytest.mark.slow
+def test_notebook_executes_on_the_tiny_configuration(repo_root, tmp_path, shared_data):
+    pytest.importorskip("ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+
+    env = {**os.environ, "STAC_NB_TINY": "1", "STAC_NB_OUT": str(tmp_path / "nb"),
+           "STAC_CACHE": str(tmp_path / "cache"), "STAC_NB_WORKERS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])}
+    book = nbformat.read(repo_root / "notebooks" / "adaptation.ipynb", as_version=4)
+    NotebookClient(book, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo_root / "notebooks")}}
+                   ).execute(env=env)
+    outs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 4  # Figs. 12, 13, 15c, 16
+    html = " ".join(o["data"]["text/html"] for o in outs if "text/html" in o.get("data", {}))
+    assert "overshoot_frac" in html and "utilisation_binding" in html and "lte/" in html
+    runs = [p for p in (tmp_path / "nb" / "sweep" / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 2  # stac and h264 on one segment

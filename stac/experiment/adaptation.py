@@ -247,6 +247,23 @@ def metrics_table(runs: pd.DataFrame, sweep_dir: str | Path, binding_kbps: float
     return pd.DataFrame(rows)
 
 
+def frames_table(runs: pd.DataFrame, sweep_dir: str | Path, label: str = "scheme"
+                 ) -> pd.DataFrame:
+    """Every frame of the finished runs of `runs` (PA, mIoU, delay, result age in s) with
+    the run's `family` and its `label` column as `scheme` (for the Fig. 12 plot)."""
+    from stac.results import result_age_s
+
+    parts = []
+    for r in runs[runs["status"] == "ok"].to_dict("records"):
+        f = open_run(run_dir(sweep_dir, r["run_id"])).frames
+        f = f.assign(result_age_s=result_age_s(f), family=r.get("family"), scheme=r[label])
+        parts.append(f[["family", "scheme", "pa", "miou", "delay_s", "result_age_s"]])
+    if not parts:
+        return pd.DataFrame(columns=["family", "scheme", "pa", "miou", "delay_s",
+                                     "result_age_s"])
+    return pd.concat(parts, ignore_index=True)
+
+
 def binding_kbps(profiles: str | Path, video: str | None = None) -> float:
     """The mean bitrate of the most expensive profiled configuration (of `video`, if given):
     below it the link binds (the tuner cannot have everything)."""
