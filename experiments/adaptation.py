@@ -83,7 +83,7 @@ CONFIGS = {
                     fixed_fps=(2.5, 5.0), start_B=4.0, start_fps=5.0, min_kbps=0.5),
     "full": Config(video="default", size=(480, 204), source_fps=None, seconds=30.0,
                    per_family=2, families=("lte", "fcc", "3g", "wifi"), trajectory_s=100.0,
-                   fixed_B=(2.0, 4.0, 8.0), fixed_fps=(2.5, 5.0, 10.0), start_B=4.0,
+                   fixed_B=(1.0, 4.0, 16.0), fixed_fps=(2.0, 5.0, 10.0), start_B=4.0,
                    start_fps=5.0),
 }
 SMALL_TUNERS = {"stac": f"nn:{TINY / 'nn.pt'}"}
@@ -116,20 +116,19 @@ class Setup:
             ) -> pd.DataFrame:
         """Sweep every labelled run on every segment; the runs table with `label`, `family`,
         `segment` and `run_metrics` per run."""
-        items = [(label, seg, params) for seg in segments for label, params in labelled.items()]
         spec = adaptive_spec(segments, list(labelled.values()), self.base, self.factor)
-        ids = {}
-        for label, seg, params in items:  # the run id of each (label, segment)
-            one = adaptive_spec([seg], [params], self.base, self.factor)
-            ids[plan(one, self.sweep_dir)[0]["run_id"]] = label
+        items = []
+        for seg in segments:  # the run id of each (label, segment); two labels may share one
+            for label, params in labelled.items():
+                one = adaptive_spec([seg], [params], self.base, self.factor)
+                items.append({"label": label, "run_id": plan(one, self.sweep_dir)[0]["run_id"]})
         runs = sweep(spec, self.sweep_dir, workers=self.workers, progress=self.progress)
         runs = attach_segments(runs, segments)
-        runs["label"] = runs["run_id"].map(ids)
         failed = runs[runs["status"] != "ok"]
         for _, r in failed.iterrows():
-            print(f"FAILED {r['run_id']} ({r['label']}, {r['segment']}): {r['error']}",
-                  file=sys.stderr)
-        return runs[runs["status"] == "ok"].reset_index(drop=True)
+            print(f"FAILED {r['run_id']} ({r['segment']}): {r['error']}", file=sys.stderr)
+        labels = pd.DataFrame(items)
+        return labels.merge(runs[runs["status"] == "ok"], on="run_id")
 
     def metrics(self, runs: pd.DataFrame, binding: float) -> pd.DataFrame:
         """`run_metrics` of each run beside its label, family and segment."""
@@ -217,15 +216,17 @@ def cmd_fig12(args, setup: Setup) -> None:
     cfg = setup.cfg
     segments = setup.segments()
     labelled = {s: adaptive(cfg, s, args.tuners.get(s, "fixed")) for s in args.schemes}
-    for b in cfg.fixed_B if args.hindsight else ():
-        for f in cfg.fixed_fps:
-            labelled[f"fixed B{b:g} fps{f:g}"] = {"scheme": "stac", "B": b, "fps": f,
-                                                 "tuner": "fixed"}
+    grid = [(b, f) for b in cfg.fixed_B for f in cfg.fixed_fps] if args.hindsight else []
+    start = (cfg.start_B, cfg.start_fps)  # nearest the start first: the likeliest best
+    for b, f in sorted(grid, key=lambda bf: (abs(math.log(bf[0] / start[0])) +
+                                             abs(math.log(bf[1] / start[1])), bf)):
+        labelled[f"fixed B{b:g} fps{f:g}"] = {"scheme": "stac", "B": b, "fps": f,
+                                             "tuner": "fixed"}
     runs = setup.run(segments, labelled)
     table = setup.metrics(runs, binding_of(args, setup))
     fixed = table[table["label"].str.startswith("fixed ")]
     adapt = table[~table["label"].str.startswith("fixed ")]
-    summary = family_summary(adapt)
+    summary = family_summary(adapt) if len(adapt) else pd.DataFrame()
     record: dict[str, Any] = {"config": asdict(cfg), "factor": setup.factor,
                               "binding_kbps": binding_of(args, setup),
                               "tuners": {s: labelled[s]["tuner"] for s in args.schemes},
@@ -241,9 +242,9 @@ def cmd_fig12(args, setup: Setup) -> None:
         save(args.out, "fig12_best_fixed", best)
     save(args.out, "fig12_runs", table)
     save(args.out, "fig12_summary", summary, record=record)
-    save(args.out, "fig12_distributions",
-         fig=plot_family_distributions(frames_table(runs[runs["label"].isin(args.schemes)],
-                                                      setup.sweep_dir, label="label")))
+    if len(adapt):
+        save(args.out, "fig12_distributions", fig=plot_family_distributions(frames_table(
+            runs[runs["label"].isin(args.schemes)], setup.sweep_dir, label="label")))
 
 
 def cmd_fig13(args, setup: Setup) -> None:
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--families", nargs="+", default=None, help="lte fcc 3g wifi")
     p.add_argument("--trajectory-s", type=float, default=None, help="Fig. 13's length")
     p.add_argument("--estimator", default=None, help="(default: the config's, harmonic)")
-    p.add_argument("--schemes", nargs="+", default=["stac", "uniform", "grace", "h264"],
+    p.add_argument("--schemes", nargs="*", default=["stac", "uniform", "grace", "h264"],
                    help="Fig. 12's schemes (default %(default)s)")
     p.add_argument("--tuner", dest="tuners", action="append", default=[],
                    metavar="LABEL=SPEC",

@@ -69,7 +69,7 @@ def test_spec_and_segment_labels(traces):
     spec = adaptive_spec(segs, [{"scheme": "stac", "tuner": "fixed", "B": 4.0},
                                 {"scheme": "h264"}], {"video": "v"}, 0.05)
     assert spec["base"] == {"video": "v"} and len(spec["grid"]) == 4
-    assert spec["grid"][1] == {"trace": str(traces[0]), "trace_start": 3.0,
+    assert spec["grid"][2] == {"trace": str(traces[0]), "trace_start": 3.0,
                                "trace_scale": 0.05, "duration": 30.0, "scheme": "h264"}
     runs = pd.DataFrame({"trace": [str(traces[1]), str(traces[0]), "other.csv"],
                          "trace_start": [7, 3, 3]})

@@ -186,8 +186,8 @@ def adaptive_spec(segments: Sequence[Segment], runs: Sequence[Mapping[str, Any]]
     `base` (video, source_fps, estimator, model, seed...), the trace scaled by `factor`,
     each run as long as its segment."""
     grids = []
-    for seg in segments:
-        for r in runs:
+    for r in runs:  # run-major: a sweep's workers take every segment of the first run first
+        for seg in segments:
             grids.append({"trace": seg.trace, "trace_start": seg.start, "trace_scale": factor,
                           "duration": seg.seconds, **dict(r)})
     return {"base": dict(base), "grid": grids}
