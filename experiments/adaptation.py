@@ -92,10 +92,11 @@ SMALL_TUNERS = {"stac": f"nn:{TINY / 'nn.pt'}"}
 class Setup:
     """The shared preparation: traces, segments, the looped clip, the sweep folder."""
 
-    def __init__(self, cfg: Config, work: Path, workers: int, progress: bool = False):
+    def __init__(self, cfg: Config, work: Path, workers: int, progress: bool = False,
+                 sweep_name: str = "sweep"):
         self.cfg, self.work, self.workers, self.progress = cfg, work, workers, progress
         self.factor = pixel_factor(cfg.size)
-        self.sweep_dir = work / "sweep"
+        self.sweep_dir = work / sweep_name
         self.fps = clip_fps(cfg.video, cfg.source_fps)
         longest = max(cfg.seconds, cfg.trajectory_s)
         self.clip = looped_clip(cfg.video, cfg.size, longest, work / "clips", cfg.source_fps)
@@ -151,6 +152,15 @@ def parse_tuners(items: list[str]) -> dict[str, str]:
         name, _, arg = spec.partition(":")
         out[key] = f"{name}:{Path(arg).resolve()}" if arg else spec
     return out
+
+
+def parse_pair(text: str) -> tuple[float, float]:
+    """"4:5" -> (4.0, 5.0): a fixed (B, fps)."""
+    try:
+        b, f = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B:FPS, e.g. 4:5, got {text!r}") from None
+    return b, f
 
 
 def adaptive(cfg: Config, scheme: str, tuner: str) -> dict[str, Any]:
@@ -218,8 +228,11 @@ def cmd_fig12(args, setup: Setup) -> None:
     labelled = {s: adaptive(cfg, s, args.tuners.get(s, "fixed")) for s in args.schemes}
     grid = [(b, f) for b in cfg.fixed_B for f in cfg.fixed_fps] if args.hindsight else []
     start = (cfg.start_B, cfg.start_fps)  # nearest the start first: the likeliest best
-    for b, f in sorted(grid, key=lambda bf: (abs(math.log(bf[0] / start[0])) +
-                                             abs(math.log(bf[1] / start[1])), bf)):
+    grid = sorted(grid, key=lambda bf: (abs(math.log(bf[0] / start[0])) +
+                                        abs(math.log(bf[1] / start[1])), bf))
+    if args.fixed:  # the given (B, fps) pairs, in the given order
+        grid = args.fixed
+    for b, f in grid:
         labelled[f"fixed B{b:g} fps{f:g}"] = {"scheme": "stac", "B": b, "fps": f,
                                              "tuner": "fixed"}
     runs = setup.run(segments, labelled)
@@ -320,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                         "LABEL=TUNER for stac")
     p.add_argument("--no-hindsight", dest="hindsight", action="store_false",
                    help="fig12: skip the fixed (B, fps) grid")
+    p.add_argument("--fixed", nargs="+", type=parse_pair, default=None, metavar="B:FPS",
+                   help="fig12: the fixed grid to run, in this order (default: the config's "
+                        "B x fps, nearest the start first)")
     p.add_argument("--family", default=None, help="fig13's trace family (default: first)")
     p.add_argument("--profiles", default=None,
                    help="profiles CSV (fig15c's curves; the binding threshold)")
@@ -328,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                         "CONFIG)")
     p.add_argument("--out", type=Path, default=None,
                    help="figures (default experiments/figures/adaptation/CONFIG)")
+    p.add_argument("--sweep", default="sweep",
+                   help="the sweep folder's name in --work (one sweep at a time per folder; "
+                        "default %(default)s)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
@@ -346,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work = (args.work or ROOT / "out" / "adaptation" / args.config).resolve()
     args.out = args.out or ROOT / "experiments" / "figures" / "adaptation" / args.config
     t0 = time.perf_counter()
-    setup = Setup(cfg, args.work, args.workers, args.progress)
+    setup = Setup(cfg, args.work, args.workers, args.progress, args.sweep)
     COMMANDS[args.figure](args, setup)
     print(f"{args.figure}: outputs in {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -119,3 +119,18 @@ def test_run_with_a_start_past_the_end_fails_clearly(tmp_path, steps_csv, tiny_c
     err = capsys.readouterr().err
     assert "trace start 12 s is past its end (10 s long)" in err and "steps" in err
     assert not (tmp_path / "o" / "seconds.csv").exists()
+
+
+@pytest.mark.slow
+def test_emulated_stream_sees_the_scaled_offset_trace(tmp_path, steps_csv, monkeypatch,
+                                                      one_thread):
+    from stac.emu.local import emulate_local
+
+    monkeypatch.setenv("STAC_CACHE", str(tmp_path / "cache"))
+    options = run_options({"trace": str(steps_csv), "out": str(tmp_path / "dev"),
+                           "scheme": "h264", "model": "untrained:bisenet", "duration": 2.0,
+                           "fps": 5.0, "size": (64, 48), "seed": 0, "tuner": "fixed",
+                           "trace_scale": 0.5, "trace_start": 8.0})
+    emulate_local(options, timeout_s=120)
+    seconds = pd.read_csv(tmp_path / "dev" / "seconds.csv")
+    np.testing.assert_allclose(seconds["bandwidth_kbps"], [4500.0, 5000.0])
