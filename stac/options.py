@@ -9,6 +9,7 @@ names the options it does have.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,29 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def positive_float(text: str) -> float:
+    """"0.05" -> 0.05: a finite number > 0 (`--trace-scale`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def seconds_from_start(text: str) -> float:
+    """"30" -> 30.0: a finite number of seconds >= 0 (`--trace-start`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, "
+                                         f"got {text!r}")
+    return value
+
+
 def parse_schedule(text: str) -> dict[int, float]:
     """"3:5,6:10" -> {3: 5.0, 6: 10.0}: fixed fps changes, second:fps."""
     out = {}
@@ -52,6 +76,13 @@ def parse_schedule(text: str) -> dict[int, float]:
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     """The stream's, the network's and the run's options (everything but the scheme's)."""
     p.add_argument("--trace", required=True, type=Path, help="bandwidth trace CSV")
+    p.add_argument("--trace-scale", type=positive_float, default=1.0, metavar="FACTOR",
+                   help="multiply the trace's bandwidth by FACTOR, e.g. the pixel ratio of "
+                        "the stream to the paper's 2048x1040 (docs/traces.md) (default "
+                        "%(default)s)")
+    p.add_argument("--trace-start", type=seconds_from_start, default=0.0, metavar="SECONDS",
+                   help="start SECONDS into the trace (it wraps to its beginning at its end; "
+                        "a start past its end is an error) (default %(default)s)")
     p.add_argument("--video", default="default",
                    help="video file, image folder, CamVid folder, or 'default' (bikes.mp4)")
     p.add_argument("--scheme", default=DEFAULT_SCHEME,
@@ -144,7 +175,8 @@ def run_options(args: argparse.Namespace, scheme: SchemeParams, **extra: Any):
     from stac.sim.runner import RunOptions
 
     return RunOptions(
-        trace=str(args.trace), out=str(args.out), video=args.video, scheme=scheme,
+        trace=str(args.trace), trace_scale=args.trace_scale, trace_start=args.trace_start,
+        out=str(args.out), video=args.video, scheme=scheme,
         model=args.model, duration=args.duration, source_fps=args.source_fps, size=args.size,
         seed=args.seed, delay_ms=args.delay_ms, downlink_delay_ms=args.downlink_delay_ms,
         downlink_kbps=args.downlink_kbps, schedule=args.schedule,
@@ -155,7 +187,9 @@ def stream_argv(options) -> list[str]:
     """The `stac-device stream` arguments of `RunOptions` (what `stac-sim emulate` spawns)."""
     argv = ["--trace", options.trace, "--video", str(options.video), "--model", options.model,
             "--delay-ms", repr(options.delay_ms), "--seed", str(options.seed)]
-    optional = {"--size": None if options.size is None else "x".join(map(str, options.size)),
+    optional = {"--trace-scale": None if options.trace_scale == 1 else options.trace_scale,
+                "--trace-start": None if options.trace_start == 0 else options.trace_start,
+                "--size": None if options.size is None else "x".join(map(str, options.size)),
                 "--source-fps": options.source_fps, "--duration": options.duration,
                 "--downlink-delay-ms": options.downlink_delay_ms,
                 "--downlink-kbps": options.downlink_kbps}

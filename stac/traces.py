@@ -149,6 +149,38 @@ class Trace:
         return max(float(t), float(t0))
 
 
+def window(trace: Trace, start_s: float = 0.0, scale: float = 1.0) -> Trace:
+    """The trace seen from ``start_s`` on, bandwidth times ``scale``: one period rotated so
+    that second ``start_s`` comes first (a run on it still wraps around the trace's end, as
+    every trace does), each value multiplied by ``scale`` (`--trace-start`, `--trace-scale`).
+
+    ``bandwidth_at(t)`` of the result is ``scale * trace.bandwidth_at(start_s + t)``. A start
+    at or past the trace's end is an error (it names the trace's length), not a wrap: a
+    segment chosen past the end of a recording is a mistake in the experiment.
+    """
+    where = f"trace {trace.name!r}"
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise TraceError(f"{where}: trace scale must be a positive number, got {scale!r}")
+    if not (isinstance(start_s, (int, float)) and math.isfinite(start_s) and start_s >= 0):
+        raise TraceError(f"{where}: trace start must be a number of seconds >= 0, "
+                         f"got {start_s!r}")
+    if start_s >= trace.end_s:
+        raise TraceError(f"{where}: trace start {start_s:g} s is past its end "
+                         f"({trace.end_s:g} s long); choose a start in [0, {trace.end_s:g})")
+    if start_s == 0 and scale == 1:
+        return trace
+    times, kbps, end = trace.times_s, trace.kbps, float(trace.end_s)
+    i = int(np.searchsorted(times, start_s, side="right")) - 1  # the segment holding start_s
+    head_t = times[i:] - start_s
+    head_t[0] = 0.0
+    cut = i + 1 if start_s > times[i] else i  # segment i's part before start_s, if any
+    new_t = np.concatenate([head_t, times[:cut] + (end - start_s)])
+    new_v = np.concatenate([kbps[i:], kbps[:cut]]) * float(scale)
+    name = trace.name + (f"+{start_s:g}s" if start_s else "") + (f"x{scale:g}" if scale != 1
+                                                                  else "")
+    return Trace(new_t, new_v, name=name, end_s=end)
+
+
 # ----------------------------------------------------------------------------- project CSV
 
 

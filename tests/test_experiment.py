@@ -113,7 +113,8 @@ def test_run_id_is_stable_and_covers_every_option(repo_root):
                "model": "untrained:drn_d_22", "duration": 2, "fps": 5.0,
                "source_fps": 12.5, "size": (96, 64), "qp": 31, "profile": "measured",
                "seed": 1, "delay_ms": 30.0, "downlink_delay_ms": 5.0, "downlink_kbps": 100.0,
-               "schedule": {1: 5.0}, "tuner": "offline:p.csv", "estimator": "harmonic"}
+               "schedule": {1: 5.0}, "tuner": "offline:p.csv", "estimator": "harmonic",
+               "trace_scale": 0.05, "trace_start": 30.0}
     ids = {rid}
     for key, value in changed.items():
         new = run_id(full_config({**params, key: value})[0])

@@ -22,8 +22,8 @@ from stac.frames import Frame, check_timing, open_source
 from stac.groundtruth import GroundTruth
 from stac.protocol import Config
 from stac.schemes import DEFAULT_MODEL, Scheme, SchemeError, SchemeParams, Stream, make_scheme
-from stac.sim.runner import RunOptions, seed_everything, stream_of
-from stac.traces import Trace, load_trace
+from stac.sim.runner import RunOptions, open_trace, seed_everything, stream_of
+from stac.traces import Trace
 
 
 def hello_config(scheme: SchemeParams, stream: Stream) -> dict[str, Any]:
@@ -186,7 +186,7 @@ def build_stream(options: RunOptions) -> StreamSetup:
     """The device half of `options` (the same objects `stac.sim.runner.run` builds), the
     frames decoded in advance and their ground truth cached, so neither costs stream time."""
     seed_everything(options.seed)
-    trace = load_trace(options.trace)
+    trace = open_trace(options)
     estimator = make_estimator(options.estimator, trace)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
     options = replace(options, duration=check_timing(source, options.scheme.fps, options.duration))

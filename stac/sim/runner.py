@@ -33,7 +33,7 @@ from stac.schemes import (
     make_scheme,
 )
 from stac.sim.harness import LinkConfig, Simulation
-from stac.traces import load_trace
+from stac.traces import Trace, load_trace, window
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class RunOptions:
     overwrite: bool = False  # replace an existing non-empty `out` (else an error)
     tuner: str = DEFAULT_TUNER  # the edge's per-second B/fps policy (edge.tuner), §VI
     estimator: str = DEFAULT_ESTIMATOR  # bandwidth estimator (stac.bandwidth)
+    trace_scale: float = 1.0  # multiply the trace's bandwidth (docs/traces.md: pixel ratio)
+    trace_start: float = 0.0  # seconds into the trace the run starts at (< its length)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as one flat mapping (the scheme's name and parameters inline), the
@@ -85,6 +87,13 @@ def run_options(params: Mapping[str, Any]) -> RunOptions:
     if kwargs.get("schedule") is not None:
         kwargs["schedule"] = {int(k): float(v) for k, v in dict(kwargs["schedule"]).items()}
     return RunOptions(scheme=scheme, **kwargs)
+
+
+def open_trace(options: RunOptions) -> Trace:
+    """The run's trace: `options.trace` from `options.trace_start` on, its bandwidth times
+    `options.trace_scale` (`stac.traces.window`; TraceError naming the file otherwise)."""
+    return window(load_trace(options.trace), float(options.trace_start),
+                  float(options.trace_scale))
 
 
 def seed_everything(seed: int) -> None:
@@ -117,7 +126,7 @@ def _run(options: RunOptions, out: Path, progress: bool, model: StreamingSegment
          prepare: Callable[[Scheme], None] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     seed_everything(options.seed)
-    trace = load_trace(options.trace)
+    trace = open_trace(options)
     estimator = make_estimator(options.estimator, trace)
     profile = get_profile(options.profile)
     source = open_source(options.video, size=options.size, fps=options.source_fps)
