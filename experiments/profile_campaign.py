@@ -29,14 +29,14 @@ CLIPS = ("default", "solidWhiteRight.mp4")  # the second from the data root's vi
 
 
 def commands(out: Path, model: str, schemes: list[str], workers: int,
-             data: Path) -> list[list[str]]:
+             data: Path, duration: float = DURATION) -> list[list[str]]:
     """One `stac-sim profile` command per scheme."""
     videos = []
     for clip in CLIPS:
         videos += ["--video", clip if clip == "default" else str(data / "videos" / clip)]
     return [[sys.executable, "-m", "stac.cli", "profile", "--scheme", scheme,
              "--values", GRIDS[scheme], "--fps", FPS, *videos, "--width", str(WIDTH),
-             "--duration", str(DURATION), "--model", model, "--seed", "0",
+             "--duration", str(duration), "--model", model, "--seed", "0",
              "--workers", str(workers), "--out", str(out / f"{scheme}_{model}")]
             for scheme in schemes]
 
@@ -49,6 +49,8 @@ def main() -> int:
     p.add_argument("--model", default="bisenet")
     p.add_argument("--schemes", default="stac,uniform,h264,grace")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--duration", type=float, default=DURATION,
+                   help="seconds of each clip (default %(default)s)")
     p.add_argument("--grid", action="append", default=[], metavar="SCHEME=V1,V2,...",
                    help="another knob grid for a scheme (e.g. stac=0.25,0.5,1,2,4,8,16)")
     args = p.parse_args()
@@ -57,7 +59,7 @@ def main() -> int:
         GRIDS[scheme] = values
     code = 0
     for cmd in commands(args.out.resolve(), args.model, args.schemes.split(","), args.workers,
-                        data_root().resolve()):
+                        data_root().resolve(), args.duration):
         print("$", shlex.join(cmd), flush=True)
         code |= subprocess.call(cmd)
     return code

@@ -18,7 +18,7 @@ from stac.commands.emulate import emulate
 from stac.sim.runner import run, run_options
 
 COMMON = dict(video="default", scheme="h264", model="untrained:bisenet", duration=4.0,
-              fps=5.0, size=(64, 48), qp=30, seed=0, delay_ms=20.0)
+              fps=5.0, size=(64, 48), qp=30, seed=0, delay_ms=20.0, tuner="fixed")
 
 
 @pytest.mark.slow

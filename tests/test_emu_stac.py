@@ -24,7 +24,7 @@ def test_stac_scheme_over_loopback(tmp_path, repo_root, monkeypatch, capsys):
     options = run_options(dict(
         trace=str(repo_root / "traces" / "lte.csv"), out=str(tmp_path / "emu"),
         scheme="stac", model="untrained:bisenet", duration=2.0, fps=5.0, size=(64, 48),
-        B=math.sqrt(low * high), tables=str(tables), seed=0))
+        B=math.sqrt(low * high), tables=str(tables), seed=0, tuner="fixed"))
     result = emulate(options, progress=False)
     assert [d["exit"] for d in result["devices"]] == [0]
     frames = pd.read_csv(tmp_path / "emu" / "device-0" / "frames.csv")

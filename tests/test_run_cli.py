@@ -44,7 +44,7 @@ def test_run_lte_h264_10s(tmp_path, repo_root, checkpoint, capsys):
     out = tmp_path / "out"
     rc = main(["run", "--trace", str(repo_root / "traces" / "lte.csv"), "--scheme", "h264",
                "--duration", "10", "--model", str(checkpoint), "--size", "96x64",
-               "--out", str(out)])
+               "--tuner", "fixed", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "frames 250" in printed and "keyframes 100" in printed

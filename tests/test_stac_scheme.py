@@ -244,7 +244,8 @@ def _cli_run(tmp_path, repo_root, name, *args, size="160x68", duration="1"):
 
     out = tmp_path / name
     argv = ["run", "--trace", str(repo_root / "traces" / "lte.csv"), "--fps", "5",
-            "--duration", duration, "--threads", "1", "--out", str(out), *args]
+            "--duration", duration, "--threads", "1", "--tuner", "fixed", "--out", str(out),
+            *args]
     if size is not None:
         argv += ["--size", size]
     assert main(argv) == 0
