@@ -29,7 +29,7 @@ from stac.codec.rangecoder import (
     new_encoder_state,
 )
 from stac.codec.syntax import N_CONTEXTS, enc_level_map
-from stac.codec.transform import blockify, dct_blocks
+from stac.codec.transform import dct_plane
 
 
 @dataclass
@@ -160,11 +160,7 @@ class Encoder:
         h8, w8 = -(-lay.height // 8) * 8, -(-lay.width // 8) * 8
         res_y = (src_y.astype(np.int64) - pred_y)[:h8, :w8]
         res_c = (src_c.astype(np.int64) - pred_c)[:, : h8 // 2, : w8 // 2]
-        return (
-            dct_blocks(blockify(res_y)),
-            dct_blocks(blockify(res_c[0])),
-            dct_blocks(blockify(res_c[1])),
-        )
+        return dct_plane(res_y), dct_plane(res_c[0]), dct_plane(res_c[1])
 
     def _level_map(self, levels) -> np.ndarray:
         if np.ndim(levels) == 0:
