@@ -91,8 +91,10 @@ def device_and_edge(model_name: str, frames: list[np.ndarray], B: float) -> dict
     edge = StacEdge(model, tables, config)
     watch = Stopwatch()
     scratch, real = dev._scratch, dev.encoder
-    # `encode` calls `encode_planes`: wrapping the latter times both entry points
-    scratch.encode_planes = watch.wrap("scratch_intra_encode", scratch.encode_planes)
+    # `encode` calls `encode_planes`: wrapping the latter times both entry points; the
+    # scratch coding at l' is `reconstruct_intra` (no bytes) since issue 15's second round
+    method = "reconstruct_intra" if hasattr(scratch, "reconstruct_intra") else "encode_planes"
+    setattr(scratch, method, watch.wrap("scratch_intra_encode", getattr(scratch, method)))
     real.encode_planes = watch.wrap("real_encode", real.encode_planes)
     if hasattr(real, "inter_residual_coeffs"):
         real.inter_residual_coeffs = watch.wrap("residual_prediction", real.inter_residual_coeffs)
