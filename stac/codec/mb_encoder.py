@@ -113,8 +113,10 @@ def _intra_luma(
     best16,
     rec16,
     buf,
+    want_bits,
 ):
-    """Code the 16 luma 4x4 blocks of an intra MB into `rec` (in place); returns (SSD, bits)."""
+    """Code the 16 luma 4x4 blocks of an intra MB into `rec` (in place); returns (SSD, bits)
+    (bits 0 unless `want_bits`: an intra frame has no mode decision that needs them)."""
     lam_m = math.sqrt(lam)
     ssd = 0.0
     bits = 0.0
@@ -150,8 +152,9 @@ def _intra_luma(
                 ssd += d * d
         modes_out[b] = best_mode
         imode[gby, gbx] = best_mode
-        bits += _cost_intra_mode(probs, best_mode, pm, cost_table)
-        bits += cost_block(probs, lv, CAT_LUMA_INTRA, cbf_inc(nz_y, gby, gbx), cost_table)
+        if want_bits:
+            bits += _cost_intra_mode(probs, best_mode, pm, cost_table)
+            bits += cost_block(probs, lv, CAT_LUMA_INTRA, cbf_inc(nz_y, gby, gbx), cost_table)
         nz = 0
         for i in range(16):
             if lv[i] != 0:
@@ -413,6 +416,7 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                     best16,
                     rec16,
                     buf,
+                    not is_intra,
                 )
                 for r in range(16):
                     for c in range(16):
@@ -455,11 +459,11 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                     rec16,
                     buf,
                 )
-                bits_i += _cost_chroma_mode(probs, best_cm, cost_table)
-                bits_i += _cost_chroma_blocks(
-                    probs, lvc_i, CAT_CHROMA_INTRA, nz_c, cy0, cx0, 0, cost_table
-                )
-                if not is_intra:
+                if not is_intra:  # the intra candidate's rate, for the mode decision
+                    bits_i += _cost_chroma_mode(probs, best_cm, cost_table)
+                    bits_i += _cost_chroma_blocks(
+                        probs, lvc_i, CAT_CHROMA_INTRA, nz_c, cy0, cx0, 0, cost_table
+                    )
                     bits_i += cost_bit(
                         probs, CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
                     )
