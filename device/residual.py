@@ -20,6 +20,7 @@ codes) or defaults to the size model of the raw coefficients s' at l' (footnote 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,8 +65,10 @@ class _Flat:
     def __init__(self, shapes: Sequence[tuple[int, int, int]], grid: RegionGrid):
         regions, bins = [], []
         self.shapes = [tuple(s) for s in shapes]
+        self.block_region = []  # per plane: the region of every block, raster order
         for c, (nby, nbx, _) in enumerate(self.shapes):
             r = grid.block_regions(nby, nbx, chroma=c > 0)
+            self.block_region.append(np.ascontiguousarray(r.ravel(), dtype=np.int64))
             regions.append(np.repeat(r.ravel(), 16))
             bins.append(np.tile(np.arange(16) + 16 * c, r.size))
         region = np.concatenate(regions)
@@ -77,10 +80,25 @@ class _Flat:
         self.starts = np.cumsum(self.sizes) - self.sizes
 
     def vector(self, planes: Sequence[np.ndarray], name: str) -> np.ndarray:
+        """The coefficients of the three planes in this order (float64)."""
         if [np.shape(p) for p in planes] != self.shapes:
             raise ValueError(f"{name} planes {[np.shape(p) for p in planes]} do not match "
                              f"{self.shapes}")
-        return np.concatenate([np.asarray(p, np.float64).ravel() for p in planes])[self._order]
+        flat = [np.ascontiguousarray(p, np.float64).ravel() for p in planes]
+        out = np.empty(self._order.size)
+        _gather(*flat, self._order, out)
+        return out
+
+    def region_sums(self, kernel, inputs: Sequence[Sequence[np.ndarray]], *args) -> np.ndarray:
+        """Per region, the sum of `kernel`'s per-coefficient terms of `inputs` (each a
+        (Y, Cb, Cr) triple), visited plane by plane in coefficient order: within each region
+        the very order of this grouping, so the sums equal `per_region` of the terms in it,
+        bit for bit."""
+        out = np.zeros(self.count)
+        for c, regions in enumerate(self.block_region):
+            kernel(*(np.ascontiguousarray(planes[c], np.float64).reshape(-1)
+                     for planes in inputs), regions, c, *args, out)
+        return out
 
     def per_region(self, values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
         region = self.region if where is None else self.region[where]
@@ -123,15 +141,18 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
     if start.shape != grid.shape:
         raise ValueError(f"start levels {start.shape} do not match the region grid "
                          f"{grid.shape}")
-    s = flat.vector(original, "original")
-    rec = flat.vector(reconstructed, "reconstructed")
+    for name, planes in (("original", original), ("reconstructed", reconstructed)):
+        if [np.shape(p) for p in planes] != flat.shapes:
+            raise ValueError(f"{name} planes {[np.shape(p) for p in planes]} do not match "
+                             f"{flat.shapes}")
     res = flat.vector(residual, "residual")
     table = steps.reshape(num, 48)
     lp = levels.ravel().astype(np.int64)
 
-    threshold = flat.per_region(np.abs(s - rec))  # 7a right-hand side
+    # 7a right-hand side: sum |s' - s'_rec| per region
+    threshold = flat.region_sums(_plane_l1, (original, reconstructed))
     if budget is None:  # V'_r (7b): the size model of the original coefficients at l'
-        budget = flat.per_region(size_bits(s, table[lp[flat.region], flat.bin]))
+        budget = flat.region_sums(_plane_size, (original,), table, lp)
     else:
         budget = np.asarray(budget, np.float64).ravel()
         if budget.size != flat.count:
@@ -140,7 +161,7 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
     level, ok, err = _search(res, flat.starts, flat.sizes, flat.bin, table,
                              np.clip(start.ravel().astype(np.int64), 0, num - 1), threshold,
                              float(deadzone))
-    size = flat.per_region(size_bits(res, table[level[flat.region], flat.bin]))
+    size = _region_size(res, flat.starts, flat.sizes, flat.bin, table, level)
     use = ok & (size <= budget)
     out = np.where(use, level, lp)
     shape = grid.shape
@@ -148,6 +169,63 @@ def residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[np.n
                           residual=use.reshape(shape), search=level.reshape(shape).astype(np.int16),
                           error=err.reshape(shape), threshold=threshold.reshape(shape),
                           size=size.reshape(shape), budget=budget.reshape(shape))
+
+
+@njit(cache=True)
+def _gather(p0, p1, p2, order, out):
+    """out[j] = (p0, p1, p2 concatenated)[order[j]] without the concatenation."""
+    n0 = p0.size
+    n1 = n0 + p1.size
+    for j in range(order.size):
+        i = order[j]
+        if i < n0:
+            out[j] = p0[i]
+        elif i < n1:
+            out[j] = p1[i - n0]
+        else:
+            out[j] = p2[i - n1]
+
+
+@njit(cache=True)
+def _plane_l1(a, b, block_region, component, out):
+    """out[region of block] += |a - b| over one plane's coefficients, in their order."""
+    for k in range(block_region.size):
+        g = block_region[k]
+        total = out[g]
+        for n in range(16 * k, 16 * k + 16):
+            total += abs(a[n] - b[n])
+        out[g] = total
+
+
+@njit(cache=True)
+def _plane_size(x, block_region, component, table, level, out):
+    """out[region g of block] += the size model (`size_bits`) of one plane's coefficients
+    at table level[g], in their order (coefficients below their step add nothing)."""
+    for k in range(block_region.size):
+        g = block_region[k]
+        steps = table[level[g]]
+        total = out[g]
+        for n in range(16):
+            ratio = abs(x[16 * k + n]) / steps[16 * component + n]
+            if ratio >= 1.0:
+                total += math.log2(ratio)
+        out[g] = total
+
+
+@njit(cache=True)
+def _region_size(x, starts, sizes, bins, table, level):
+    """Per region g, the size model (`size_bits`) of its coefficients at table level[g],
+    added in their order: log2(|x| / q) for |x| / q >= 1 (the others add nothing)."""
+    out = np.zeros(starts.size)
+    for g in range(starts.size):
+        steps = table[level[g]]
+        total = 0.0
+        for i in range(starts[g], starts[g] + sizes[g]):
+            ratio = abs(x[i]) / steps[bins[i]]
+            if ratio >= 1.0:
+                total += math.log2(ratio)
+        out[g] = total
+    return out
 
 
 @njit(cache=True)

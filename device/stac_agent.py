@@ -203,14 +203,13 @@ class StacDevice(DeviceAgent):
         # The keyframe l'-coded on its own (not sent) gives both constraints (§V-C): its
         # reconstruction the 7a threshold, its size model per region V'_r (7b).
         planes = rgb_to_ycbcr420(frame) if planes is None else planes
-        self._scratch.reset()
-        alone = self._scratch.encode_planes(*planes, levels=lp, intra=True)
+        alone = self._scratch.reconstruct_intra(*planes, levels=lp)  # no bytes needed
         if self.residual_source == "codec":  # the encoder's own motion-compensated residual
             residual = self.encoder.inter_residual_coeffs(frame, lp, planes=planes)
         else:  # the previous reconstruction warped by the cached DIS flows
             predicted = rgb_to_coeffs(self._prediction(index, frame))
             residual = [s - p for s, p in zip(original, predicted, strict=True)]
-        budget = alone.stats.region_size_model if self.budget_source == "intra" else None
+        budget = alone.region_size_model if self.budget_source == "intra" else None
         start = self._search if self._search is not None else lp
         decision = residual_levels(original, planes_to_coeffs(*alone.planes), residual,
                                    self.tables.steps, lp, start=start, budget=budget,

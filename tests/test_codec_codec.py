@@ -227,3 +227,27 @@ def test_encoder_can_predict_from_the_last_delivered_frame(clip):
     assert np.array_equal(dec.decode(nxt.data), nxt.reconstruction)
     with pytest.raises(ValueError, match="padded size"):
         enc.use_reference(Encoder(64, 48).encode(clip[0][:48, :64], 30).reference)
+
+
+@pytest.mark.parametrize("size", [(160, 96), (150, 90)])
+def test_reconstruct_intra_is_the_intra_encode_without_bytes(clip, size):
+    """`reconstruct_intra` (the range coder's arithmetic skipped, its contexts adapting)
+    gives the very planes and size model of an intra encode at the same per-region levels,
+    and leaves the stream alone: the next frame codes as if it had not been called."""
+    w, h = size
+    frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in clip[:3]]
+    enc = Encoder(w, h)
+    levels = np.random.default_rng(1).integers(14, 40, enc.grid)
+    ref = Encoder(w, h)
+    ref.encode(frames[0], 26)
+    enc.encode(frames[0], 26)
+    planes = rgb_to_ycbcr420(frames[1])
+    got = enc.reconstruct_intra(*planes, levels=levels)
+    want = Encoder(w, h).encode_planes(*planes, levels=levels, intra=True)
+    for a, b in zip(got.planes, want.planes, strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(got.region_size_model, want.stats.region_size_model)
+    assert got.region_size_model.min() < got.region_size_model.max()
+    assert enc.encode(frames[2], 26).data == ref.encode(frames[2], 26).data
+    with pytest.raises(ValueError, match="uint8 Y plane"):
+        enc.reconstruct_intra(planes[0][:-2], *planes[1:], levels=levels)

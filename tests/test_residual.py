@@ -266,3 +266,38 @@ def test_numba_search_is_bit_identical_to_the_numpy_search(seed):
     for a, b in zip(got, want, strict=True):
         assert np.array_equal(a, b)
     assert 0 < want[1].sum() < flat.count  # both outcomes of 7a occur
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_region_sums_are_bit_identical_to_the_numpy_formulas(seed):
+    """The numba per-region sums (7a threshold, 7b budget and size) equal the numpy
+    formulas they replaced (issue 15: a `bincount` over the coefficients grouped by region,
+    the size model by `size_bits`) exactly, on real frames with random l', odd sizes."""
+    from device.residual import _Flat
+    from stac.codec.encoder import Encoder
+    from stac.frames import default_clip_path, open_video
+    from stac.regions import RegionGrid
+
+    rng = np.random.default_rng(seed)
+    w, h = 164, 118  # neither a multiple of the region nor of the macroblock size
+    frames = [f.rgb for f in open_video(default_clip_path(), size=(w, h), max_frames=4)]
+    tables = default_tables()
+    grid = RegionGrid(w, h, R)
+    lp = rng.integers(0, tables.levels, grid.shape)
+    enc = Encoder(w, h, tables=tables, region_size=R)
+    enc.encode(frames[0], lp)
+    original = rgb_to_coeffs(frames[3])
+    rec = rgb_to_coeffs(Encoder(w, h, tables=tables, region_size=R)
+                        .encode(frames[3], lp, intra=True).reconstruction)
+    res = enc.inter_residual_coeffs(frames[3], lp)
+    got = residual_levels(original, rec, res, tables.steps, lp, grid=grid)
+    flat = _Flat([c.shape for c in original], grid)
+    s, r, x = (flat.vector(p, "p") for p in (original, rec, res))
+    table = tables.steps.reshape(tables.levels, 48)
+    threshold = flat.per_region(np.abs(s - r))
+    budget = flat.per_region(size_bits(s, table[lp.ravel()[flat.region], flat.bin]))
+    size = flat.per_region(size_bits(x, table[got.search.ravel()[flat.region], flat.bin]))
+    assert np.array_equal(got.threshold.ravel(), threshold)
+    assert np.array_equal(got.budget.ravel(), budget)
+    assert np.array_equal(got.size.ravel(), size)
+    assert got.residual.any() and size.min() < size.max()

@@ -29,7 +29,7 @@ from stac.codec.rangecoder import (
     new_encoder_state,
 )
 from stac.codec.syntax import N_CONTEXTS, enc_level_map
-from stac.codec.transform import blockify, dct_blocks
+from stac.codec.transform import dct_plane
 
 
 @dataclass
@@ -44,6 +44,15 @@ class FrameStats:
     region_sse: np.ndarray  # luma squared error source vs reconstruction
     mb_modes: dict[str, int] = field(default_factory=dict)
     psnr_y: float = 0.0
+
+
+@dataclass
+class IntraReconstruction:
+    """The decoder's (Y, Cb, Cr) planes of a frame coded intra and the size model V_r of its
+    coded coefficients per region (Eq. 7), from `Encoder.reconstruct_intra` (no bytes)."""
+
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]
+    region_size_model: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,11 +169,7 @@ class Encoder:
         h8, w8 = -(-lay.height // 8) * 8, -(-lay.width // 8) * 8
         res_y = (src_y.astype(np.int64) - pred_y)[:h8, :w8]
         res_c = (src_c.astype(np.int64) - pred_c)[:, : h8 // 2, : w8 // 2]
-        return (
-            dct_blocks(blockify(res_y)),
-            dct_blocks(blockify(res_c[0])),
-            dct_blocks(blockify(res_c[1])),
-        )
+        return dct_plane(res_y), dct_plane(res_c[0]), dct_plane(res_c[1])
 
     def _level_map(self, levels) -> np.ndarray:
         if np.ndim(levels) == 0:
@@ -179,8 +184,7 @@ class Encoder:
             raise ValueError(f"expected an RGB uint8 frame {expected}, got {rgb.shape} {rgb.dtype}")
         return self.encode_planes(*rgb_to_ycbcr420(rgb), levels=levels, intra=intra)
 
-    def encode_planes(self, y, cb, cr, levels, intra: bool = False) -> EncodedFrame:
-        """Encode 4:2:0 uint8 planes (the frame's size, chroma ceil(H/2) x ceil(W/2))."""
+    def _check_planes(self, y, cb, cr) -> None:
         lay = self.layout
         chroma = ((lay.height + 1) // 2, (lay.width + 1) // 2)
         for name, plane, shape in (
@@ -190,13 +194,65 @@ class Encoder:
         ):
             if np.shape(plane) != shape or np.asarray(plane).dtype != np.uint8:
                 raise ValueError(f"expected a uint8 {name} plane {shape}, got {np.shape(plane)}")
-        level_map = self._level_map(levels)
-        intra = intra or self._ref is None
-        src_y, src_c = lay.pad_planes(y, cb, cr)
+
+    def _code_mbs(self, src_y, src_c, level_map, intra: bool, dry: bool = False):
+        """Run the macroblock loop on padded planes: (range-coder state, its output buffer,
+        reconstruction (Y, chroma), real bits and size model per luma block, MB modes).
+        `dry`: the range coder only adapts its contexts (see `new_encoder_state`)."""
+        lay = self.layout
         lvl_y, lvl_c = lay.level_arrays(level_map)
         lam = lay.lambdas(self.tables, lvl_y)
         ph, pw = lay.padded
         ref_y, ref_c = (src_y, src_c) if intra else (self._ref.y, self._ref.chroma)
+        capacity = 2 * ph * pw + 4096  # (dry: unused, but a kernel cached before the dry
+        #                                  mode existed writes its bytes; numba's cache does
+        #                                  not see a callee's source change)
+        while True:
+            es = new_encoder_state(dry)
+            out = np.zeros(capacity, dtype=np.uint8)
+            probs = new_contexts(N_CONTEXTS)
+            rec_y = np.zeros_like(src_y)
+            rec_c = np.zeros_like(src_c)
+            bits_blk = np.zeros((ph // 4, pw // 4))
+            size_blk = np.zeros((ph // 4, pw // 4))
+            mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
+            enc_level_map(es, out, probs, level_map)
+            ctx = FrameContext(ref_y, ref_c, rec_y, rec_c, self.tables.steps, lvl_y, lvl_c,
+                               mbtype, level_qps(self.tables.steps))
+            inp = EncoderInputs(src_y, src_c, lam, bits_blk, size_blk)
+            mb_encoder.encode_mbs(es, out, probs, COST_TABLE, ctx, inp, intra, self.search_range,
+                                  self.subpel)
+            enc_flush(es, out)
+            if not es[E_OVERFLOW]:
+                return es, out, rec_y, rec_c, bits_blk, size_blk, mbtype
+            capacity *= 4
+
+    def _region_size_model(self, size_blk: np.ndarray) -> np.ndarray:
+        lay = self.layout
+        nby, nbx = -(-lay.height // 4), -(-lay.width // 4)
+        return region_sum(_fold_padding(size_blk, nby, nbx), lay.region_size, lay.grid)
+
+    def reconstruct_intra(self, y, cb, cr, levels) -> IntraReconstruction:
+        """What `encode_planes(y, cb, cr, levels, intra=True)` would reconstruct, and its
+        size model per region, without coding bytes (STAC §V-C needs only these of the
+        keyframe coded on its own at l'). The range coder's arithmetic is skipped but its
+        contexts adapt as when writing, so every mode decision, and so the reconstruction,
+        is the encode's. The stream's state (reference, frame number) is untouched."""
+        self._check_planes(y, cb, cr)
+        level_map = self._level_map(levels)
+        src_y, src_c = self.layout.pad_planes(y, cb, cr)
+        _, _, rec_y, rec_c, _, size_blk, _ = self._code_mbs(src_y, src_c, level_map, True,
+                                                            dry=True)
+        return IntraReconstruction(self.layout.crop_planes(rec_y, rec_c),
+                                   self._region_size_model(size_blk))
+
+    def encode_planes(self, y, cb, cr, levels, intra: bool = False) -> EncodedFrame:
+        """Encode 4:2:0 uint8 planes (the frame's size, chroma ceil(H/2) x ceil(W/2))."""
+        lay = self.layout
+        self._check_planes(y, cb, cr)
+        level_map = self._level_map(levels)
+        intra = intra or self._ref is None
+        src_y, src_c = lay.pad_planes(y, cb, cr)
         table_id = self.tables.table_id
         embed = (self.embed_tables and table_id != self._default_id
                  and (intra or table_id != self._last_table_id))
@@ -213,26 +269,8 @@ class Encoder:
             ref_number,
             self.tables if embed else None,
         )
-        capacity = 2 * ph * pw + 4096
-        while True:
-            es = new_encoder_state()
-            out = np.zeros(capacity, dtype=np.uint8)
-            probs = new_contexts(N_CONTEXTS)
-            rec_y = np.zeros_like(src_y)
-            rec_c = np.zeros_like(src_c)
-            bits_blk = np.zeros((ph // 4, pw // 4))
-            size_blk = np.zeros((ph // 4, pw // 4))
-            mbtype = np.zeros((ph // 16, pw // 16), dtype=np.int64)
-            enc_level_map(es, out, probs, level_map)
-            ctx = FrameContext(ref_y, ref_c, rec_y, rec_c, self.tables.steps, lvl_y, lvl_c,
-                               mbtype, level_qps(self.tables.steps))
-            inp = EncoderInputs(src_y, src_c, lam, bits_blk, size_blk)
-            mb_encoder.encode_mbs(es, out, probs, COST_TABLE, ctx, inp, intra, self.search_range,
-                                  self.subpel)
-            enc_flush(es, out)
-            if not es[E_OVERFLOW]:
-                break
-            capacity *= 4
+        es, out, rec_y, rec_c, bits_blk, size_blk, mbtype = self._code_mbs(src_y, src_c,
+                                                                           level_map, intra)
         data = header.pack() + out[: es[E_POS]].tobytes()
         rec_y.setflags(write=False)
         rec_c.setflags(write=False)
@@ -250,9 +288,7 @@ class Encoder:
             n_bytes=len(data),
             level_map=level_map,
             region_bits=region_sum(_fold_padding(bits_blk, nby, nbx), lay.region_size, lay.grid),
-            region_size_model=region_sum(
-                _fold_padding(size_blk, nby, nbx), lay.region_size, lay.grid
-            ),
+            region_size_model=self._region_size_model(size_blk),
             region_sse=region_sum(sse_blk, lay.region_size, lay.grid),
             mb_modes={"intra": int(modes[0]), "inter": int(modes[1]), "skip": int(modes[2])},
             psnr_y=psnr(y_rec, np.asarray(y)),

@@ -213,6 +213,23 @@ def mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64):
 
 
 @njit(cache=True)
+def set_skip(mv, mvdabs, nz_y, nz_c, my, mx, mvp_y, mvp_x):
+    """What a skipped MB leaves for its neighbours: the predicted MV, no MV difference and
+    no coded luma or chroma blocks."""
+    mv[my, mx, 0] = mvp_y
+    mv[my, mx, 1] = mvp_x
+    mvdabs[my, mx, 0] = 0
+    mvdabs[my, mx, 1] = 0
+    for r in range(4):
+        for c in range(4):
+            nz_y[4 * my + r, 4 * mx + c] = 0
+    for comp in range(2):
+        for r in range(2):
+            for c in range(2):
+                nz_c[comp, 2 * my + r, 2 * mx + c] = 0
+
+
+@njit(cache=True)
 def neighbour_count(mbtype, my, mx, kind):
     n = 0
     if mx > 0 and mbtype[my, mx - 1] == kind:

@@ -22,6 +22,7 @@ from stac.codec.mb_common import (
     neighbour_count,
     pred_intra_mode,
     reconstruct_block,
+    set_skip,
 )
 from stac.codec.predict import (
     MODE_DC,
@@ -127,17 +128,7 @@ def parse_mb(ds, buf, probs, is_intra, my, mx, nb, modes, lv, lvc):
                 imode[y0 // 4 + r, x0 // 4 + c] = -1
         mvp_y, mvp_x = mv_predictor(mbtype, mv, my, mx)
         if mode == MB_SKIP:
-            mv[my, mx, 0] = mvp_y
-            mv[my, mx, 1] = mvp_x
-            mvdabs[my, mx, 0] = 0
-            mvdabs[my, mx, 1] = 0
-            for r in range(4):
-                for c in range(4):
-                    nz_y[y0 // 4 + r, x0 // 4 + c] = 0
-            for comp in range(2):
-                for r in range(2):
-                    for c in range(2):
-                        nz_c[comp, cy0 // 4 + r, cx0 // 4 + c] = 0
+            set_skip(mv, mvdabs, nz_y, nz_c, my, mx, mvp_y, mvp_x)
             return mode, cm, ERR_OK
         dy, err = dec_mvd(ds, buf, probs, 0, mvd_inc(mvdabs, my, mx, 0))
         if err != 0:

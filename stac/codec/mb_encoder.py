@@ -27,6 +27,7 @@ from stac.codec.mb_common import (
     pred_intra_mode,
     quantise_block,
     reconstruct_block,
+    set_skip,
 )
 from stac.codec.predict import (
     N_INTRA_MODES,
@@ -112,8 +113,10 @@ def _intra_luma(
     best16,
     rec16,
     buf,
+    want_bits,
 ):
-    """Code the 16 luma 4x4 blocks of an intra MB into `rec` (in place); returns (SSD, bits)."""
+    """Code the 16 luma 4x4 blocks of an intra MB into `rec` (in place); returns (SSD, bits)
+    (bits 0 unless `want_bits`: an intra frame has no mode decision that needs them)."""
     lam_m = math.sqrt(lam)
     ssd = 0.0
     bits = 0.0
@@ -149,8 +152,9 @@ def _intra_luma(
                 ssd += d * d
         modes_out[b] = best_mode
         imode[gby, gbx] = best_mode
-        bits += _cost_intra_mode(probs, best_mode, pm, cost_table)
-        bits += cost_block(probs, lv, CAT_LUMA_INTRA, cbf_inc(nz_y, gby, gbx), cost_table)
+        if want_bits:
+            bits += _cost_intra_mode(probs, best_mode, pm, cost_table)
+            bits += cost_block(probs, lv, CAT_LUMA_INTRA, cbf_inc(nz_y, gby, gbx), cost_table)
         nz = 0
         for i in range(16):
             if lv[i] != 0:
@@ -288,6 +292,20 @@ def _inter_luma(
 
 
 @njit(cache=True)
+def _code_inter(ctx, inp, pred_y, pred_c, y0, x0, decimate, lv, lvc, rec_y, rec_c, sm, smc,
+                work):
+    """Quantise and reconstruct the luma and chroma residual of an inter MB given its
+    motion-compensated prediction (`decimate`: JM's zeroing of sparse blocks, off for the
+    skip test); `work` holds the 4x4 scratch buffers. Returns SSD."""
+    src16, pred16, rec16, buf = work
+    ssd = _inter_luma(inp.src_y, pred_y, y0, x0, ctx.tab, ctx.lvl_y, lv, rec_y, sm, src16,
+                      pred16, rec16, buf, decimate)
+    ssd += _code_chroma(inp.src_c, pred_c, ctx.tab, ctx.lvl_c, y0 // 2, x0 // 2,
+                        DEADZONE_INTER, decimate, lvc, rec_c, smc, src16, pred16, rec16, buf)
+    return ssd
+
+
+@njit(cache=True)
 def _ssd_pred(src, src_c, y0, x0, pred_y, pred_c):
     s = 0.0
     for r in range(16):
@@ -347,6 +365,7 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
     best16 = np.zeros(16, dtype=np.int64)
     rec16 = np.zeros(16, dtype=np.int64)
     buf = np.zeros(16, dtype=np.float64)
+    work = (src16, pred16, rec16, buf)
     sm_i = np.zeros(16)
     smc_i = np.zeros(8)
     sm_p = np.zeros(16)
@@ -370,39 +389,8 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                 # -- early skip (as x264): the skip residual quantises to nothing --
                 mvp_y, mvp_x = mv_predictor(mbtype, mv, my, mx)
                 mc_mb(ref_y, ref_c, y0, x0, mvp_y, mvp_x, skip_y, skip_c, tmp64)
-                _inter_luma(
-                    src_y,
-                    skip_y,
-                    y0,
-                    x0,
-                    tab,
-                    lvl_y,
-                    lv_p,
-                    rec_mb_p,
-                    sm_p,
-                    src16,
-                    pred16,
-                    rec16,
-                    buf,
-                    False,
-                )
-                _code_chroma(
-                    src_c,
-                    skip_c,
-                    tab,
-                    lvl_c,
-                    cy0,
-                    cx0,
-                    DEADZONE_INTER,
-                    False,
-                    lvc_p,
-                    recc_p,
-                    smc_p,
-                    src16,
-                    pred16,
-                    rec16,
-                    buf,
-                )
+                _code_inter(ctx, inp, skip_y, skip_c, y0, x0, False, lv_p, lvc_p, rec_mb_p,
+                            recc_p, sm_p, smc_p, work)
                 early_skip = all_zero(lv_p) and all_zero(lvc_p)
                 if early_skip:
                     mode = MB_SKIP
@@ -428,6 +416,7 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                     best16,
                     rec16,
                     buf,
+                    not is_intra,
                 )
                 for r in range(16):
                     for c in range(16):
@@ -470,11 +459,11 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                     rec16,
                     buf,
                 )
-                bits_i += _cost_chroma_mode(probs, best_cm, cost_table)
-                bits_i += _cost_chroma_blocks(
-                    probs, lvc_i, CAT_CHROMA_INTRA, nz_c, cy0, cx0, 0, cost_table
-                )
-                if not is_intra:
+                if not is_intra:  # the intra candidate's rate, for the mode decision
+                    bits_i += _cost_chroma_mode(probs, best_cm, cost_table)
+                    bits_i += _cost_chroma_blocks(
+                        probs, lvc_i, CAT_CHROMA_INTRA, nz_c, cy0, cx0, 0, cost_table
+                    )
                     bits_i += cost_bit(
                         probs, CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
                     )
@@ -523,39 +512,8 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                         pred_y,
                     )
                     mc_mb(ref_y, ref_c, y0, x0, mvy, mvx, pred_y, pred_c, tmp64)
-                    ssd_p = _inter_luma(
-                        src_y,
-                        pred_y,
-                        y0,
-                        x0,
-                        tab,
-                        lvl_y,
-                        lv_p,
-                        rec_mb_p,
-                        sm_p,
-                        src16,
-                        pred16,
-                        rec16,
-                        buf,
-                        True,
-                    )
-                    ssd_p += _code_chroma(
-                        src_c,
-                        pred_c,
-                        tab,
-                        lvl_c,
-                        cy0,
-                        cx0,
-                        DEADZONE_INTER,
-                        True,
-                        lvc_p,
-                        recc_p,
-                        smc_p,
-                        src16,
-                        pred16,
-                        rec16,
-                        buf,
-                    )
+                    ssd_p = _code_inter(ctx, inp, pred_y, pred_c, y0, x0, True, lv_p, lvc_p,
+                                        rec_mb_p, recc_p, sm_p, smc_p, work)
                     bits_p = cost_bit(
                         probs, CTX_SKIP + neighbour_count(mbtype, my, mx, MB_SKIP), 0, cost_table
                     )
@@ -636,17 +594,7 @@ def encode_mbs(es, out, probs, cost_table, ctx, inp, is_intra, search_range, sub
                         1 if mode == MB_INTRA else 0,
                     )
             if mode == MB_SKIP:
-                mv[my, mx, 0] = mvp_y
-                mv[my, mx, 1] = mvp_x
-                mvdabs[my, mx, 0] = 0
-                mvdabs[my, mx, 1] = 0
-                for r in range(4):
-                    for c in range(4):
-                        nz_y[y0 // 4 + r, x0 // 4 + c] = 0
-                for comp in range(2):
-                    for r in range(2):
-                        for c in range(2):
-                            nz_c[comp, cy0 // 4 + r, cx0 // 4 + c] = 0
+                set_skip(mv, mvdabs, nz_y, nz_c, my, mx, mvp_y, mvp_x)
                 mbtype[my, mx] = MB_SKIP
                 _spread_bits(bits_blk, y0, x0, enc_bits_used(es) - start)
                 continue

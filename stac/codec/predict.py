@@ -58,103 +58,67 @@ def idct4(a):
 
 
 @njit(cache=True)
-def intra4_pred(rec, py, px, mode, pred):
-    """4x4 intra prediction at luma (py, px) from reconstructed neighbours; False if unavailable."""
-    top = py > 0
-    left = px > 0
+def _intra_pred(rec, y0, x0, n, mode, pred):
+    """n x n intra prediction (n = 4 or 8) at (y0, x0) of a plane from its reconstructed
+    neighbours into pred (raster order); False if the mode's neighbours are unavailable."""
+    top = y0 > 0
+    left = x0 > 0
+    sh = 2 if n == 4 else 3  # log2(n)
     if mode == MODE_DC:
         s = 0
         if top and left:
-            for i in range(4):
-                s += rec[py - 1, px + i] + rec[py + i, px - 1]
-            dc = (s + 4) >> 3
+            for i in range(n):
+                s += rec[y0 - 1, x0 + i] + rec[y0 + i, x0 - 1]
+            dc = (s + n) >> (sh + 1)
         elif top:
-            for i in range(4):
-                s += rec[py - 1, px + i]
-            dc = (s + 2) >> 2
+            for i in range(n):
+                s += rec[y0 - 1, x0 + i]
+            dc = (s + (n >> 1)) >> sh
         elif left:
-            for i in range(4):
-                s += rec[py + i, px - 1]
-            dc = (s + 2) >> 2
+            for i in range(n):
+                s += rec[y0 + i, x0 - 1]
+            dc = (s + (n >> 1)) >> sh
         else:
             dc = 128
-        for i in range(16):
+        for i in range(n * n):
             pred[i] = dc
         return True
     if mode == MODE_V:
         if not top:
             return False
-        for r in range(4):
-            for c in range(4):
-                pred[4 * r + c] = rec[py - 1, px + c]
+        for r in range(n):
+            for c in range(n):
+                pred[n * r + c] = rec[y0 - 1, x0 + c]
         return True
     if mode == MODE_H:
         if not left:
             return False
-        for r in range(4):
-            for c in range(4):
-                pred[4 * r + c] = rec[py + r, px - 1]
+        for r in range(n):
+            for c in range(n):
+                pred[n * r + c] = rec[y0 + r, x0 - 1]
         return True
     if mode == MODE_TM:
         if not (top and left):
             return False
-        tl = np.int64(rec[py - 1, px - 1])
-        for r in range(4):
-            for c in range(4):
-                v = np.int64(rec[py + r, px - 1]) + np.int64(rec[py - 1, px + c]) - tl
-                pred[4 * r + c] = min(255, max(0, v))
+        tl = np.int64(rec[y0 - 1, x0 - 1])
+        for r in range(n):
+            for c in range(n):
+                v = np.int64(rec[y0 + r, x0 - 1]) + np.int64(rec[y0 - 1, x0 + c]) - tl
+                pred[n * r + c] = min(255, max(0, v))
         return True
     return False
 
 
 @njit(cache=True)
+def intra4_pred(rec, py, px, mode, pred):
+    """4x4 intra prediction at luma (py, px) from reconstructed neighbours; False if unavailable."""
+    return _intra_pred(rec, py, px, 4, mode, pred)
+
+
+@njit(cache=True)
 def chroma8_pred(rec, cy, cx, mode, pred):
     """8x8 intra prediction of one chroma plane at (cy, cx); pred is int64[64]."""
-    top = cy > 0
-    left = cx > 0
-    if mode == MODE_DC:
-        s = 0
-        if top and left:
-            for i in range(8):
-                s += rec[cy - 1, cx + i] + rec[cy + i, cx - 1]
-            dc = (s + 8) >> 4
-        elif top:
-            for i in range(8):
-                s += rec[cy - 1, cx + i]
-            dc = (s + 4) >> 3
-        elif left:
-            for i in range(8):
-                s += rec[cy + i, cx - 1]
-            dc = (s + 4) >> 3
-        else:
-            dc = 128
-        for i in range(64):
-            pred[i] = dc
-        return True
-    if mode == MODE_V:
-        if not top:
-            return False
-        for r in range(8):
-            for c in range(8):
-                pred[8 * r + c] = rec[cy - 1, cx + c]
-        return True
-    if mode == MODE_H:
-        if not left:
-            return False
-        for r in range(8):
-            for c in range(8):
-                pred[8 * r + c] = rec[cy + r, cx - 1]
-        return True
-    if mode == MODE_TM:
-        if not (top and left):
-            return False
-        tl = np.int64(rec[cy - 1, cx - 1])
-        for r in range(8):
-            for c in range(8):
-                v = np.int64(rec[cy + r, cx - 1]) + np.int64(rec[cy - 1, cx + c]) - tl
-                pred[8 * r + c] = min(255, max(0, v))
-        return True
-    return False
+    return _intra_pred(rec, cy, cx, 8, mode, pred)
 
 
 @njit(cache=True)

@@ -16,8 +16,8 @@ from numba import njit
 
 TOP = 1 << 24
 PROB_BITS = 15
-# encoder state slots
-E_LOW, E_RANGE, E_CACHE, E_CSIZE, E_POS, E_OVERFLOW = 0, 1, 2, 3, 4, 5
+# encoder state slots (E_DRY: contexts adapt, nothing is coded; see `new_encoder_state`)
+E_LOW, E_RANGE, E_CACHE, E_CSIZE, E_POS, E_OVERFLOW, E_DRY = 0, 1, 2, 3, 4, 5, 6
 # decoder state slots
 D_CODE, D_RANGE, D_POS, D_OVERREAD = 0, 1, 2, 3
 
@@ -29,10 +29,14 @@ def new_contexts(n: int) -> np.ndarray:
     return np.full((n, 2), 32768, dtype=np.int32)
 
 
-def new_encoder_state() -> np.ndarray:
-    s = np.zeros(6, dtype=np.int64)
+def new_encoder_state(dry: bool = False) -> np.ndarray:
+    """A fresh encoder. `dry`: every `enc_bit` adapts its context as when writing, but the
+    arithmetic coding is skipped (no bytes, `enc_bits_used` stays 0): what a caller that
+    needs only the encoder's decisions, not its bitstream, runs."""
+    s = np.zeros(7, dtype=np.int64)
     s[E_RANGE] = 0xFFFFFFFF
     s[E_CSIZE] = 1
+    s[E_DRY] = 1 if dry else 0
     return s
 
 
@@ -78,6 +82,8 @@ def _shift_low(es, out):
 
 @njit(cache=True)
 def _encode_with_prob(es, out, p, bit):
+    if es[E_DRY]:
+        return
     bound = (es[E_RANGE] >> PROB_BITS) * p
     if bit == 0:
         es[E_RANGE] = bound
@@ -104,6 +110,8 @@ def enc_bypass(es, out, bit):
 
 @njit(cache=True)
 def enc_flush(es, out):
+    if es[E_DRY]:
+        return
     for _ in range(5):
         _shift_low(es, out)
 
@@ -111,6 +119,8 @@ def enc_flush(es, out):
 @njit(cache=True)
 def enc_bits_used(es):
     """Information written so far in bits (differences between calls are exact costs)."""
+    if es[E_DRY]:
+        return 0.0
     return (es[E_POS] + es[E_CSIZE]) * 8.0 - np.log2(float(es[E_RANGE]))
 
 

@@ -52,7 +52,8 @@ ERR_OK, ERR_TRUNCATED, ERR_LEVEL_RANGE, ERR_ESCAPE, ERR_MV_RANGE, ERR_INTRA_MODE
 
 @njit(cache=True)
 def enc_block(es, out, probs, lv, cat, cbf_inc):
-    """Encode one 4x4 block of quantised levels `lv` (raster order); returns its cbf (0/1)."""
+    """Encode one 4x4 block of quantised levels `lv` (raster order); returns its cbf (0/1).
+    (With a dry encoder state the contexts adapt and nothing is written.)"""
     last = -1
     for i in range(16):
         if lv[ZIGZAG[i]] != 0:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from stac.codec.color import YCBCR_OFFSET, YCBCR_TO_RGB, pad_to_multiple, rgb_to_ycbcr420
 
@@ -44,10 +47,88 @@ def unblockify(blocks: np.ndarray) -> np.ndarray:
     return blocks.reshape(nby, nbx, 4, 4).transpose(0, 2, 1, 3).reshape(4 * nby, 4 * nbx)
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (LLVM's fma: the hardware instruction, or an exact emulation)."""
+    if not all(isinstance(t, types.Float) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f64 = ir.DoubleType()
+        args = [context.cast(builder, v, t, types.float64)
+                for v, t in zip(args, signature.args, strict=True)]
+        fma = builder.module.declare_intrinsic("llvm.fma", [f64],
+                                               ir.FunctionType(f64, [f64, f64, f64]))
+        return builder.call(fma, args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+@njit(cache=True)
+def _dct_block(c, x, t, out, o):
+    """C @ X @ C.T of one raster block x[16] into out[o:o + 16], every entry accumulated
+    over k = 0..3 with fused multiply-adds from 0, as the BLAS kernel numpy's matmul calls
+    computes each 4x4 product (so the result equals `DCT4 @ X @ DCT4.T` bit for bit)."""
+    for i in range(4):
+        for j in range(4):
+            acc = 0.0
+            for k in range(4):
+                acc = _fma(c[i, k], x[4 * k + j], acc)
+            t[4 * i + j] = acc
+    for i in range(4):
+        for j in range(4):
+            acc = 0.0
+            for k in range(4):
+                acc = _fma(t[4 * i + k], c[j, k], acc)
+            out[o + 4 * i + j] = acc
+
+
+@njit(cache=True)
+def _dct_rows(blocks, c, out):
+    """`_dct_block` of every row of `blocks` (n, 16) into out (n, 16)."""
+    t = np.empty(16)
+    flat = out.reshape(-1)
+    for b in range(blocks.shape[0]):
+        _dct_block(c, blocks[b], t, flat, 16 * b)
+
+
+@njit(cache=True)
+def _dct_plane(plane, shift, c, out):
+    """DCT coefficients (nby, nbx, 16) of (plane - shift), read block by block from the
+    plane (the `blockify` layout without the copy)."""
+    x = np.empty(16)
+    t = np.empty(16)
+    flat = out.reshape(-1)
+    nbx = out.shape[1]
+    for by in range(out.shape[0]):
+        for bx in range(nbx):
+            for r in range(4):
+                for col in range(4):
+                    x[4 * r + col] = np.float64(plane[4 * by + r, 4 * bx + col]) - shift
+            _dct_block(c, x, t, flat, 16 * (by * nbx + bx))
+
+
 def dct_blocks(blocks: np.ndarray) -> np.ndarray:
-    """Forward 4x4 DCT of (..., 16) blocks (row-major pixels) -> (..., 16) coefficients."""
-    x = np.asarray(blocks, dtype=np.float64).reshape(*blocks.shape[:-1], 4, 4)
-    return (DCT4 @ x @ DCT4.T).reshape(blocks.shape)
+    """Forward 4x4 DCT of (..., 16) blocks (row-major pixels) -> (..., 16) coefficients
+    (numba; bit-identical to the matrix product `DCT4 @ X @ DCT4.T`)."""
+    blocks = np.asarray(blocks)
+    if blocks.shape[-1:] != (16,):
+        raise ValueError(f"blocks must be shaped (..., 16), got {blocks.shape}")
+    x = np.ascontiguousarray(blocks, dtype=np.float64).reshape(-1, 16)
+    out = np.empty_like(x)
+    _dct_rows(x, DCT4, out)
+    return out.reshape(blocks.shape)
+
+
+def dct_plane(plane: np.ndarray, shift: float = 0.0) -> np.ndarray:
+    """`dct_blocks(blockify(plane - shift))` of an (H, W) plane, H and W multiples of 4,
+    without the intermediate copies."""
+    h, w = plane.shape
+    if h % 4 or w % 4:
+        raise ValueError(f"plane size {plane.shape} is not a multiple of 4")
+    out = np.empty((h // 4, w // 4, 16))
+    _dct_plane(np.ascontiguousarray(plane), float(shift), DCT4, out)
+    return out
 
 
 def idct_blocks(coeffs: np.ndarray) -> np.ndarray:
@@ -65,7 +146,7 @@ def planes_to_coeffs(
     cr = pad_to_multiple(np.asarray(cr), 4)
     if cb.shape != (y.shape[0] // 2, y.shape[1] // 2) or cr.shape != cb.shape:
         raise ValueError(f"chroma planes {cb.shape}, {cr.shape} do not match luma {y.shape}")
-    return tuple(dct_blocks(blockify(p.astype(np.float64) - 128.0)) for p in (y, cb, cr))
+    return tuple(dct_plane(p, 128.0) for p in (y, cb, cr))
 
 
 def rgb_to_coeffs(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
