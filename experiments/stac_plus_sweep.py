@@ -72,6 +72,9 @@ def build_spec(args, clips: dict, trace: Path) -> dict:
         for fps in (float(v) for v in args.fps.split(",")):
             for scheme in filter(None, args.schemes.split(",")):
                 knob, values = VALUES[scheme]
+                given = getattr(args, scheme.replace("-", "_"))
+                if given:
+                    values = [type(values[0])(v) for v in given.split(",")]
                 grids.append({**where, "scheme": scheme, "fps": fps, knob: values})
             if args.ablate:
                 for change in ABLATIONS:
@@ -211,6 +214,9 @@ def main() -> None:
     p.add_argument("--fps", default="5", help="comma list of keyframe rates")
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--schemes", default="stac-plus,stac,uniform,grace")
+    for scheme, (knob, values) in VALUES.items():
+        p.add_argument(f"--{scheme}", default=None,
+                       help=f"comma list of {knob} values (default {values})")
     p.add_argument("--ablate", default=None, help="comma list of B for the ablation runs")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--runs", default=None, help="report: comma list of runs.csv files")
