@@ -113,10 +113,18 @@ def dnn_residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[
     error = np.full((count, num), np.inf)
     size = np.full((count, num), np.inf)
     first = int(lp.min()) if coarser_only else 0  # finer levels are infeasible everywhere
+    # a coefficient below (1 - deadzone) x its smallest step quantises to 0 at every level:
+    # error |s''|, size 0; only the others need a pass per level (exact, and most of an
+    # inter residual is below it)
+    small = np.abs(res) < (1.0 - deadzone) * table[first:].min(axis=0)[r_bins]
+    zero_error = np.bincount(r_region[small], weights=wf[r_bins[small]] * np.abs(res[small]),
+                             minlength=count)
+    res, r_region, r_bins = res[~small], r_region[~small], r_bins[~small]
     for level in range(first, num):  # each level one vectorised pass over the coefficients
         q = table[level, r_bins]
         err = np.abs(res - dequantise(quantise(res, q, deadzone), q))
-        error[:, level] = np.bincount(r_region, weights=wf[r_bins] * err, minlength=count)
+        error[:, level] = zero_error + np.bincount(r_region, weights=wf[r_bins] * err,
+                                                   minlength=count)
         size[:, level] = np.bincount(r_region, weights=size_model(res[:, None], q[:, None]),
                                      minlength=count)
     feasible = (error <= threshold[:, None]) & (size <= budget.ravel()[:, None])
