@@ -39,7 +39,8 @@ from stac.codec.quant import (
 @dataclass
 class DnnResidual:
     """Per region (rows, cols): `levels` to encode (l'' where `residual`, else l'), and the
-    weighted error, its threshold, the residual's size model and V'_r at the chosen l''."""
+    weighted error, its threshold, the residual's size model and V'_r at `levels` (the
+    chosen l'', or l' where the region falls back)."""
 
     levels: np.ndarray
     residual: np.ndarray
@@ -109,12 +110,21 @@ def dnn_residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[
     wf = w.ravel()
     threshold = np.bincount(region, weights=wf[bins] * np.abs(s - rec), minlength=count)
     table = steps.reshape(num, 48)
-    error = np.empty((count, num))
-    size = np.empty((count, num))
-    for level in range(num):  # L levels, each one vectorised pass over the coefficients
+    error = np.full((count, num), np.inf)
+    size = np.full((count, num), np.inf)
+    first = int(lp.min()) if coarser_only else 0  # finer levels are infeasible everywhere
+    # a coefficient below (1 - deadzone) x its smallest step quantises to 0 at every level:
+    # error |s''|, size 0; only the others need a pass per level (exact, and most of an
+    # inter residual is below it)
+    small = np.abs(res) < (1.0 - deadzone) * table[first:].min(axis=0)[r_bins]
+    zero_error = np.bincount(r_region[small], weights=wf[r_bins[small]] * np.abs(res[small]),
+                             minlength=count)
+    res, r_region, r_bins = res[~small], r_region[~small], r_bins[~small]
+    for level in range(first, num):  # each level one vectorised pass over the coefficients
         q = table[level, r_bins]
         err = np.abs(res - dequantise(quantise(res, q, deadzone), q))
-        error[:, level] = np.bincount(r_region, weights=wf[r_bins] * err, minlength=count)
+        error[:, level] = zero_error + np.bincount(r_region, weights=wf[r_bins] * err,
+                                                   minlength=count)
         size[:, level] = np.bincount(r_region, weights=size_model(res[:, None], q[:, None]),
                                      minlength=count)
     feasible = (error <= threshold[:, None]) & (size <= budget.ravel()[:, None])
@@ -125,7 +135,7 @@ def dnn_residual_levels(original: Sequence[np.ndarray], reconstructed: Sequence[
     choice = key.argmin(axis=1)
     use = feasible.any(axis=1)
     out = np.where(use, choice, lp.ravel())
-    pick = np.arange(count), choice
+    pick = np.arange(count), out
     return DnnResidual(levels=out.reshape(grid).astype(np.int16), residual=use.reshape(grid),
                        error=error[pick].reshape(grid), threshold=threshold.reshape(grid),
                        size=size[pick].reshape(grid), budget=budget.copy())

@@ -333,7 +333,12 @@ def open_source(
     fps: float | None = None,
     max_frames: int | None = None,
 ) -> VideoSource | ImageFolderSource:
-    """Open ``"default"``, a video file, a CamVid root or split folder, or an image folder."""
+    """Open ``"default"``, a synthetic clip (``synthetic:...``, `stac.synthetic`), a video
+    file, a CamVid root or split folder, or an image folder."""
+    if str(spec).startswith("synthetic:"):
+        from stac.synthetic import open_synthetic
+
+        return open_synthetic(str(spec), size=size, fps=fps, max_frames=max_frames)
     if str(spec) == "default":
         return open_video(default_clip_path(), size=size, fps=fps, max_frames=max_frames)
     path = Path(spec)

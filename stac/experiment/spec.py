@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-PATH_KEYS = ("trace", "video")  # always paths (apart from video = "default")
+PATH_KEYS = ("trace", "video")  # always paths (apart from video = "default" or "synthetic:...")
 MAYBE_PATH_KEYS = ("model", "tables")  # a path when such a file exists, else a name
 
 
@@ -135,7 +135,8 @@ def resolve(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(params)
     for key in PATH_KEYS + MAYBE_PATH_KEYS:
         value = out.get(key)
-        if not isinstance(value, str) or (key == "video" and value == "default"):
+        if not isinstance(value, str) or (key == "video" and (
+                value == "default" or value.startswith("synthetic:"))):  # not files
             continue
         found = _find(spec, value)
         if found is not None:

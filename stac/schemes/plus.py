@@ -36,9 +36,11 @@ class StacPlus(SchemeParams):
                             low=0, high=1)
     residual: str = param("dnn", "residual levels: dnn (gradient-weighted error bound, 7b) "
                                  "or eq7 (the paper's Eq. 7a)")
-    mix_bits: float = param(24.0, "estimated bits per pair of neighbouring regions at "
-                                  "different levels (lagrangian)", low=0.0)
-    map_bits: float = param(4.0, "estimated level-map bits per region off the mode level "
+    # calibrated on CamVid train stills (experiments/stac_plus_keyframe.py calibrate,
+    # experiments/figures/stac_plus/calibration.json; docs/stac.md); was a guess of 24 and 4
+    mix_bits: float = param(1.2, "estimated Eq. 2 model bits per pair of neighbouring "
+                                 "regions at different levels (lagrangian)", low=0.0)
+    map_bits: float = param(0.0, "estimated Eq. 2 model bits per region off the mode level "
                                  "(lagrangian)", low=0.0)
     tables: str | None = param(None, _TABLES_DOC)
 
