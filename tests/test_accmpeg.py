@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from device.accmodel import (
     WEIGHTS,
@@ -155,3 +156,29 @@ def test_shipped_weights_match_their_card(accmodel, card, dataset, one_thread):
     assert agreement.frames == card["val_first10"]["frames"] == 10
     for key in ("iou_mask", "iou_threshold", "label_share"):
         assert agreement.__dict__[key] == pytest.approx(card["val_first10"][key], abs=0.01)
+
+
+@pytest.mark.slow
+def test_train_command_resumes_and_writes_a_card(tmp_path, dataset, one_thread, capsys):
+    """`stac-sim accmpeg train` labels, trains and writes weights + card; run again with more
+    epochs it resumes from its checkpoint (labels from the cache, loss curve extended), and
+    the result equals one uninterrupted run with the same seed."""
+    from stac.cli import main
+
+    def train(out, epochs):
+        return main(["accmpeg", "train", "--data", str(dataset("camvid")), "--clips", "",
+                     "--limit", "2", "--epochs", str(epochs), "--out", str(out)])
+
+    assert train(tmp_path / "a.pt", 1) == 0
+    assert train(tmp_path / "a.pt", 2) == 0
+    assert "resumed after epoch 1" in capsys.readouterr().err
+    assert train(tmp_path / "b.pt", 2) == 0
+    card = json.loads((tmp_path / "a.json").read_text())
+    assert len(card["train_loss"]) == 2 and card["data"]["camvid_train"] == 2
+    assert card["train_loss"] == json.loads((tmp_path / "b.json").read_text())["train_loss"]
+    a, b = AccModel.load(tmp_path / "a.pt"), AccModel.load(tmp_path / "b.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    assert main(["accmpeg", "train", "--data", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "c.pt")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -145,7 +145,7 @@ def train_head(acc: AccModel, samples: Sequence[Sample], config: TrainConfig,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         losses.append(total / len(samples))
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
         torch.save({"head": acc.head.state_dict(), "optimizer": opt.state_dict(),

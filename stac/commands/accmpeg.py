@@ -72,6 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         model = load_model(args.model).eval()
+        torch.manual_seed(args.seed)  # the head's initial weights
         acc = AccModel.from_edge_model(model)
         train = camvid_samples(args.data, "train", args.limit)
         for clip in filter(None, (c.strip() for c in args.clips.split(","))):
