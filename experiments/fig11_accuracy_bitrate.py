@@ -16,6 +16,8 @@ experiments/figures/fig11_*):
 - `grace`, the paper's GRACE+ (`uniform` with every keyframe coded as an individual intra
   image), over the same levels,
 - `h264` (x264, uniform QP) over QPs and `jpeg` over qualities, at the same keyframe rate,
+- `accmpeg` (AccMPEG: the AccModel's mask at QP qp, the rest at qp + 10, on the project
+  codec) over its quality pair, at the same keyframe rate (and `--fps2`),
 
 with the model `--model` (default `bisenet`) and its shipped tables, over `--trace` or, by
 default, a constant high-bandwidth trace that the script writes into OUT (`--kbps`, default
@@ -59,9 +61,10 @@ SWEEPS = {  # scheme -> (knob, default values)
     "grace": ("level", [6, 10, 14, 18, 22, 26]),
     "h264": ("qp", [20, 26, 32, 38, 44]),
     "jpeg": ("quality", [10, 30, 60, 85, 95]),
+    "accmpeg": ("qp", [22, 26, 30, 34, 38]),  # the pair (qp, qp + gap), gap 10
 }
 QUICK = {"stac": [1.0, 8.0], "uniform": [10, 22], "grace": [10, 22], "h264": [30, 42],
-         "jpeg": [15, 65]}
+         "jpeg": [15, 65], "accmpeg": [26, 36]}
 COLUMNS = ["clip", "scheme", "knob", "value", "fps", "frames", "keyframes", "delivered",
            "dropped", "bytes", "video_s", "kbps", "pa", "miou", "key_pa", "key_miou",
            "wall_s"]

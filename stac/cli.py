@@ -30,6 +30,7 @@ COMMANDS = {
     "profile": ("stac.commands.profile",
                 "per-second profiles of a scheme over a grid of its knob and fps "
                 "(STAC §VI offline stage)"),
+    "accmpeg": ("stac.commands.accmpeg", "AccMPEG's AccModel: train it against the edge model"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 

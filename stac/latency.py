@@ -29,6 +29,9 @@ NUC7I5_T4_SECONDS: dict[str, float] = {
     "warp": 0.0015,  # pixel-level mapping < 3 ms
     "predictive_coding": 0.020,  # integration with predictive coding ~ 20 ms
     "content": 0.0025,  # content-related metrics c, d < 5 ms
+    # AccMPEG's AccModel (scheme accmpeg; not in Table II): measured on this project's
+    # host, one thread, experiments/bench_accmodel.py (docs/accmpeg.md)
+    "accmodel": 0.30,
     # edge server (Tesla T4)
     "decode": 0.0015,  # Decoding < 3 ms
     "inference": 0.0235,  # DNN inference 7-40 ms (DRN-D-22, DRN-D-38, BiSeNet)
