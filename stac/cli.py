@@ -27,6 +27,7 @@ COMMANDS = {
     "sweep": ("stac.commands.sweep",
               "run a grid of simulations from a TOML spec (process pool or Ray)"),
     "tuner": ("stac.commands.tuner", "the B/fps tuner network (STAC §VI)"),
+    "casva": ("stac.commands.casva", "CASVA's learned resolution/fps/QP policy"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 
