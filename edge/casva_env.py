@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.profiles import ProfileError, rows_from_run
+from edge.profiles import ProfileError
 
 #: the grid: resolution scales (of the 480-pixel-wide clip), keyframe rates, x264 QPs
 SCALES = (1.0, 0.75, 0.5)
@@ -63,16 +63,25 @@ class Tables:
 
 
 def tables_from_runs(run_dirs: Iterable[str | Path]) -> list[dict]:
-    """Table rows of finished fixed-configuration `casva` runs (`edge.profiles.rows_from_run`
-    with the QP as its knob, the scale from the run's summary)."""
+    """Table rows of finished fixed-configuration `casva` runs: one per full second with an
+    accuracy. (Not `edge.profiles.rows_from_run`: that keeps only seconds with content
+    metrics c, d, which plain-offloading devices do not compute.)"""
+    import pandas as pd
+
     out = []
     for d in run_dirs:
-        summary = json.loads((Path(d) / "summary.json").read_text())
-        scale = float(summary["params"]["scale"])
-        for r in rows_from_run(d, knob="qp"):
-            out.append({"video": r.video, "second": r.second, "scale": scale, "fps": r.fps,
-                        "qp": int(r.B), "pa": r.pa, "miou": r.miou,
-                        "bitrate_kbps": r.bitrate_kbps})
+        d = Path(d)
+        try:
+            summary = json.loads((d / "summary.json").read_text())
+            sec = pd.read_csv(d / "seconds.csv")
+        except (OSError, ValueError) as e:
+            raise ProfileError(f"{d}: not a finished run ({e})") from None
+        full = sec[(sec["second"] + 1 <= summary["video_s"] + 1e-9) & sec["pa"].notna()]
+        for r in full.itertuples():
+            out.append({"video": summary["video_name"], "second": int(r.second),
+                        "scale": float(r.scale), "fps": float(r.fps), "qp": int(r.qp),
+                        "pa": float(r.pa), "miou": float(r.miou),
+                        "bitrate_kbps": float(r.bitrate_kbps)})
     return out
 
 
@@ -100,9 +109,9 @@ def read_tables(path: str | Path) -> Tables:
         raise ProfileError(f"cannot read CASVA tables {path}: {e}") from None
     if missing := set(TABLE_COLUMNS) - set(df.columns):
         raise ProfileError(f"{path}: missing columns {sorted(missing)}")
-    videos = tuple(sorted(df["video"].unique()))
-    scales = tuple(sorted(df["scale"].unique(), reverse=True))
-    fps = tuple(sorted(df["fps"].unique()))
+    videos = tuple(str(v) for v in sorted(df["video"].unique()))
+    scales = tuple(float(v) for v in sorted(df["scale"].unique(), reverse=True))
+    fps = tuple(float(v) for v in sorted(df["fps"].unique()))
     qps = tuple(int(q) for q in sorted(df["qp"].unique()))
     seconds = tuple(int(df[df["video"] == v]["second"].max()) + 1 for v in videos)
     shape = (len(videos), max(seconds), len(scales), len(fps), len(qps))

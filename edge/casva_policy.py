@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -106,8 +107,9 @@ class CasvaPolicy:
         """Weights, grid and content reference in `path`; the card as JSON beside it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": self.net.state_dict(), "scales": list(self.scales),
-                    "fps": list(self.fps), "qps": list(self.qps),
+        torch.save({"state": self.net.state_dict(),
+                    "scales": [float(v) for v in self.scales],
+                    "fps": [float(v) for v in self.fps], "qps": [int(v) for v in self.qps],
                     "mean_bits": self.mean_bits.tolist(), "card": self.card}, path)
         path.with_suffix(".json").write_text(json.dumps(self.card, indent=2) + "\n")
         return path
@@ -120,7 +122,7 @@ class CasvaPolicy:
             grid = (len(blob["scales"]), len(blob["fps"]), len(blob["qps"]))
             net = ActorCritic(grid)
             net.load_state_dict(blob["state"])
-        except (OSError, KeyError, RuntimeError, TypeError) as e:
+        except (OSError, KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as e:
             raise ValueError(f"{path}: not a CASVA policy ({e})") from None
         return cls(net, blob["scales"], blob["fps"], blob["qps"], np.array(blob["mean_bits"]),
                    blob["card"])
@@ -216,8 +218,9 @@ def evaluate(env: CasvaEnv, policy: CasvaPolicy, bandwidth: np.ndarray, video: n
              start: np.ndarray) -> dict:
     """Greedy episodes of `policy` and of every fixed grid cell over the same bandwidth
     windows: mean reward, PA, seconds over the bandwidth and dropped keyframes per episode;
-    `best_fixed` is the cell with the highest mean reward in hindsight, per episode."""
-    env.reset(bandwidth, video, start)
+    `best_fixed` is the cell with the highest mean reward in hindsight, per episode, and
+    `best_fixed_no_more_over` the one with the highest PA among the cells with no more
+    seconds over the bandwidth than the policy in that episode."""
     state = env.reset(bandwidth, video, start)
     out = rollout(env, policy, state, greedy=True)
     def summary(infos, r):
@@ -237,7 +240,14 @@ def evaluate(env: CasvaEnv, policy: CasvaPolicy, bandwidth: np.ndarray, video: n
     rewards = np.stack([f["reward"] for f in fixed])  # (cells, episodes)
     best = rewards.argmax(0)
     pick = {k: np.array([fixed[c][k][e] for e, c in enumerate(best)]) for k in learned}
-    return {"learned": learned, "best_fixed": pick, "best_cell": best}
+    # the most accurate fixed cell with no more seconds over the bandwidth than the policy
+    pa = np.stack([f["pa"] for f in fixed])
+    over = np.stack([f["over_s"] for f in fixed])
+    allowed = np.where(over <= learned["over_s"][None], pa, -np.inf)
+    fair = np.where(np.isfinite(allowed.max(0)), allowed.argmax(0), over.argmin(0))
+    pick_fair = {k: np.array([fixed[c][k][e] for e, c in enumerate(fair)]) for k in learned}
+    return {"learned": learned, "best_fixed": pick, "best_fixed_no_more_over": pick_fair,
+            "best_cell": best}
 
 
 def train(tables: Tables, trace_root: str | Path, updates: int = 300, envs: int = 64,
@@ -330,7 +340,7 @@ def validation(tables: Tables, val_traces: Sequence[SecondTrace], policy: CasvaP
     for fam in [*dict.fromkeys(fams), "all"]:
         m = np.ones(len(fams), bool) if fam == "all" else fams_a == fam
         out[fam] = {who: {k: round(float(res[who][k][m].mean()), 4) for k in res[who]}
-                    for who in ("learned", "best_fixed")}
+                    for who in ("learned", "best_fixed", "best_fixed_no_more_over")}
         out[fam]["episodes"] = int(m.sum())
     return out
 
@@ -343,6 +353,7 @@ def write_curve(history: Sequence[dict], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(history[0]))
         w.writeheader()
