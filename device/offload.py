@@ -3,11 +3,13 @@
 Every k-th captured frame (k from the configured fps, `device.content.is_keyframe`) is
 encoded with a uniform quality and sent; the device shows the newest segmentation the edge
 returned, as is (no propagation). The configuration's knob `qp` (x264, `h264`) or
-`quality` (Pillow JPEG, `jpeg`) sets the codec's uniform quality.
+`quality` (Pillow JPEG, `jpeg`) sets the codec's uniform quality; an optional knob `scale`
+(CASVA's resolution, `casva`) encodes each keyframe downscaled from the source frame.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from device.content import is_keyframe
@@ -23,6 +25,16 @@ CODECS = (H264, JPEG)
 
 #: the configuration knob of each codec's uniform quality
 KNOBS = {H264: "qp", JPEG: "quality"}
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(w, h) of a frame of `size` at resolution `scale` in (0, 1]: `size` itself at 1, else
+    rounded to even numbers (x264's 4:2:0 needs them), at least 2x2 (CASVA's resolution knob)."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"resolution scale must be in (0, 1], got {scale}")
+    if scale == 1:
+        return size
+    return tuple(max(2, 2 * round(v * scale / 2)) for v in size)  # type: ignore[return-value]
 
 
 def check_knob(codec: str, knob: float) -> int:
@@ -61,6 +73,11 @@ class OffloadDevice(DeviceAgent):
 
     def _encode(self, frame: np.ndarray) -> bytes:
         knob = check_knob(self.codec, self.config[KNOBS[self.codec]])
+        if "scale" in self.config.as_dict():  # re-encode from the source frame at the new size
+            h, w = frame.shape[:2]
+            size = scaled_size((w, h), self.config["scale"])
+            if size != (w, h):
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         if self.codec == JPEG:
             return jpeg_encode(frame, quality=knob)
         if self._encoder is None:  # a new stream starts with an IDR frame carrying SPS/PPS
@@ -69,6 +86,13 @@ class OffloadDevice(DeviceAgent):
                                         fps=max(1, int(round(self.config.fps))))
         return self._encoder.encode(frame)
 
+    def _encoded_pixels(self, frame: np.ndarray) -> int:
+        """Pixels the codec encodes: the frame's, or its downscaled size's (`scale`)."""
+        h, w = frame.shape[:2]
+        if "scale" in self.config.as_dict():
+            w, h = scaled_size((w, h), self.config["scale"])
+        return w * h
+
     def on_frame(self, index: int, t: float, frame: np.ndarray) -> DeviceOutput:
         """Show the newest result; if this frame is a keyframe, encode it for the uplink."""
         if self._start is None:
@@ -76,8 +100,9 @@ class OffloadDevice(DeviceAgent):
         keyframe = None
         work: list[Work] = []
         if is_keyframe(index, self.config.fps, self.source_fps, start=self._start):
-            keyframe = Keyframe(index=index, t_capture=t, payload=self._encode(frame))
-            work.append(Work("encode", frame.shape[0] * frame.shape[1]))
+            payload = self._encode(frame)
+            keyframe = Keyframe(index=index, t_capture=t, payload=payload)
+            work.append(Work("encode", self._encoded_pixels(frame)))
         return DeviceOutput(segmentation=self._labels, result_index=self._result_index,
                             keyframe=keyframe, work=work, propagated=False)
 

@@ -5,22 +5,26 @@ Also the edge of schemes `uniform` and `grace` (the project codec at one table l
 encodes with (frames do not carry it).
 
 The model runs at the decoded frame's own resolution (the resolution the device sends);
-its argmax labels go back as a PNG label map. Once per second the edge's `Tuner`
-(edge.tuner) may start a new configuration; the default (`FixedTuner`) changes only what a
-fixed fps schedule says (fixed-configuration sweeps, tests of the §VII discard rule).
+its argmax labels go back as a PNG label map. With `rescale` (CASVA's resolution knob) the
+x264 stream may come at any even size up to `frame_size` (read from its SPS) and the labels
+are upsampled (nearest) to `frame_size`, so results are scored at full resolution. Once per
+second the edge's `Tuner` (edge.tuner) may start a new configuration; the default
+(`FixedTuner`) changes only what a fixed fps schedule says (fixed-configuration sweeps,
+tests of the §VII discard rule).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.models.base import StreamingSegmenter, segment
 from edge.tuner import FixedTuner, Tuner
 from stac.agents import EdgeAgent, EdgeOutput, Work
 from stac.codec.decoder import Decoder
-from stac.codec.errors import decoding
+from stac.codec.errors import BitstreamError, decoding
 from stac.codec.labels import encode_labels
 from stac.codec.quant import TableSet
 from stac.codec.reference import X264Decoder, jpeg_decode
@@ -49,13 +53,16 @@ class OffloadEdge(EdgeAgent):
     def __init__(self, codec: str, model: StreamingSegmenter, config: Config,
                  tuner: Tuner | None = None,
                  frame_size: tuple[int, int] | None = None,
-                 tables: TableSet | None = None) -> None:
+                 tables: TableSet | None = None, rescale: bool = False) -> None:
         if codec not in (H264, JPEG, OWN):
             raise ValueError(f"unknown offload codec {codec!r}; expected 'h264', 'jpeg' or "
                              f"{OWN!r}")
         if (codec == OWN) != (tables is not None):
             raise ValueError(f"codec {OWN!r} takes a table set, and only it")
+        if rescale and (codec != H264 or frame_size is None):
+            raise ValueError("rescale needs the h264 codec and the full frame_size")
         self.codec = codec
+        self.rescale = rescale
         self.model = model
         self.config = config
         self.tuner = tuner or FixedTuner()
@@ -63,6 +70,7 @@ class OffloadEdge(EdgeAgent):
         self._decoder: X264Decoder | None = None
         self._own = Decoder(tables, frame_size) if tables is not None else None
         self._state: Any = model.initial_state()
+        self._shape: tuple[int, ...] | None = None  # the rescaled stream's decoded shape
 
     def _decode(self, payload: bytes) -> np.ndarray:
         """The keyframe's RGB frame; any decoding failure is a `BitstreamError`, and so is a
@@ -77,14 +85,30 @@ class OffloadEdge(EdgeAgent):
             return self._own.decode(payload)
         if self._decoder is None or _SPS in nal_types(payload):  # a (new) stream starts
             w, h = self.frame_size if self.frame_size is not None else (None, None)
-            self._decoder = X264Decoder(w, h)
-        return self._decoder.decode(payload)
+            self._decoder = X264Decoder(None, None) if self.rescale else X264Decoder(w, h)
+        rgb = self._decoder.decode(payload)
+        return self._crop_rescaled(rgb) if self.rescale else rgb
+
+    def _crop_rescaled(self, rgb: np.ndarray) -> np.ndarray:
+        """A frame of a rescaled stream: the full frame (x264's even padding cropped) or a
+        downscaled one; BitstreamError if it is larger than the session's frame."""
+        w, h = self.frame_size
+        if (rgb.shape[1], rgb.shape[0]) == (w + w % 2, h + h % 2):
+            return rgb[:h, :w]
+        if rgb.shape[1] > w or rgb.shape[0] > h:
+            raise BitstreamError(f"H.264 frame {rgb.shape[1]}x{rgb.shape[0]} is larger than "
+                                 f"the session's {w}x{h}")
+        return rgb
 
     def on_keyframe(self, keyframe: Keyframe) -> EdgeOutput:
         """Decode, segment with the model (streaming state carried), encode the labels."""
         rgb = self._decode(keyframe.payload)
+        if self.rescale and rgb.shape != self._shape:  # a new resolution: a new stream state
+            self._shape, self._state = rgb.shape, self.model.initial_state()
         labels, self._state = segment(self.model, rgb, self._state)
         pixels = rgb.shape[0] * rgb.shape[1]
+        if self.rescale and labels.shape[:2] != self.frame_size[::-1]:  # score at full size
+            labels = cv2.resize(labels, self.frame_size, interpolation=cv2.INTER_NEAREST)
         return EdgeOutput(
             feedback=Feedback(index=keyframe.index, segmentation=encode_labels(labels)),
             work=[Work("decode", pixels), Work("inference", pixels)])

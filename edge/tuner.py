@@ -173,6 +173,10 @@ def _build(spec: str, schedule: Mapping[int, float] | None) -> Tuner:
         elif tuner.name != name:
             raise ValueError(f"tuner {spec!r}: {arg} holds the weights of {tuner.name!r}")
         return tuner
+    if name == "casva-rl":  # CASVA's learned policy (scheme casva); no POLICY: the shipped one
+        from edge.casva_policy import make_casva_tuner
+
+        return make_casva_tuner(arg)
     raise ValueError(f"unknown tuner {spec!r}; known: auto, fixed, offline[:PROFILES.csv], "
                      "nn[:WEIGHTS.pt], nn-no-c[:WEIGHTS.pt], nn-no-d[:WEIGHTS.pt], "
-                     "casva-content[:WEIGHTS.pt]")
+                     "casva-content[:WEIGHTS.pt], casva-rl[:POLICY.pt]")

@@ -18,6 +18,8 @@ experiments/figures/fig11_*):
 - `h264` (x264, uniform QP) over QPs and `jpeg` over qualities, at the same keyframe rate,
 - `accmpeg` (AccMPEG: the AccModel's mask at QP qp, the rest at qp + 10, on the project
   codec) over its quality pair, at the same keyframe rate (and `--fps2`),
+- `casva`'s offline curve (§VIII-B): x264 over its whole grid of resolution x fps x QP
+  (`CASVA_GRID`, the grid of `stac-sim casva profile`), compared at every `--fps`,
 
 with the model `--model` (default `bisenet`) and its shipped tables, over `--trace` or, by
 default, a constant high-bandwidth trace that the script writes into OUT (`--kbps`, default
@@ -62,9 +64,11 @@ SWEEPS = {  # scheme -> (knob, default values)
     "h264": ("qp", [20, 26, 32, 38, 44]),
     "jpeg": ("quality", [10, 30, 60, 85, 95]),
     "accmpeg": ("qp", [22, 26, 30, 34, 38]),  # the pair (qp, qp + gap), gap 10
+    "casva": ("qp", [24, 30, 36, 42]),
 }
+CASVA_GRID = {"scale": [1.0, 0.75, 0.5], "fps": [2.0, 5.0, 10.0]}  # with the QPs above
 QUICK = {"stac": [1.0, 8.0], "uniform": [10, 22], "grace": [10, 22], "h264": [30, 42],
-         "jpeg": [15, 65], "accmpeg": [26, 36]}
+         "jpeg": [15, 65], "accmpeg": [26, 36], "casva": [30, 42]}
 COLUMNS = ["clip", "scheme", "knob", "value", "fps", "frames", "keyframes", "delivered",
            "dropped", "bytes", "video_s", "kbps", "pa", "miou", "key_pa", "key_miou",
            "wall_s"]
@@ -111,6 +115,8 @@ def build_spec(args, clips: dict, trace: Path) -> dict:
                 elif args.quick:
                     values = QUICK[scheme]
                 grid = {"video": video, "scheme": scheme, "fps": fps, knob: values}
+                if scheme == "casva":  # its offline curve spans resolution x fps x QP
+                    grid.update(CASVA_GRID)
                 if size:
                     grid["size"] = size
                 grids.append(grid)
@@ -120,8 +126,11 @@ def build_spec(args, clips: dict, trace: Path) -> dict:
     return {"base": base, "grid": grids}
 
 
-def figure_rows(runs: pd.DataFrame, clips: dict) -> pd.DataFrame:
-    """The library's runs table in this figure's shape (clip, knob, value; ok runs only)."""
+def figure_rows(runs: pd.DataFrame, clips: dict, fps: list[float] | None = None
+                ) -> pd.DataFrame:
+    """The library's runs table in this figure's shape (clip, knob, value; ok runs only).
+    `casva`'s rows (whole grid) are listed once per figure keyframe rate in `fps`, with
+    their own rate in `value` (scale/fps/qp): its curve is compared at every rate."""
     names = {(v, s): n for n, (v, s) in clips.items()}
     ok = runs[runs["status"] == "ok"].copy()
     size = ok["size"] if "size" in ok else pd.Series(None, index=ok.index)
@@ -132,6 +141,12 @@ def figure_rows(runs: pd.DataFrame, clips: dict) -> pd.DataFrame:
                              for _, r in ok.iterrows()],  # B a float; levels, QPs... ints
                             index=ok.index, dtype=object)
     ok["fps"] = ok["fps"].astype(float)
+    casva = ok["scheme"] == "casva"
+    if casva.any():
+        c = ok[casva].copy()
+        c["knob"] = "scale/fps/qp"
+        c["value"] = [f"{r['scale']:g}/{r['fps']:g}/{int(r['qp'])}" for _, r in c.iterrows()]
+        ok = pd.concat([ok[~casva]] + [c.assign(fps=float(f)) for f in fps or []])
     return ok[COLUMNS].reset_index(drop=True)
 
 
@@ -223,7 +238,7 @@ def main() -> None:
                      backend=args.backend, workers=args.workers, address=args.address)
         for r in runs[runs["status"] != "ok"].itertuples():
             print(f"run {r.run_id} failed: {r.error}", file=sys.stderr)
-        rows = figure_rows(runs, clips)
+        rows = figure_rows(runs, clips, [args.fps] + ([args.fps2] if args.fps2 else []))
         rows.to_csv(csv_path, index=False)
     plot(rows, args.out / "fig11.png")
     result = {"reference": args.reference,

@@ -31,6 +31,7 @@ COMMANDS = {
                 "per-second profiles of a scheme over a grid of its knob and fps "
                 "(STAC §VI offline stage)"),
     "accmpeg": ("stac.commands.accmpeg", "AccMPEG's AccModel: train it against the edge model"),
+    "casva": ("stac.commands.casva", "CASVA's learned resolution/fps/QP policy"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 

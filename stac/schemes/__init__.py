@@ -37,6 +37,7 @@ ENTRY_POINT_GROUP = "stac_sim.schemes"
 # name -> "module:Class" (imported on first use) or the class itself
 _SCHEMES: dict[str, str | type[SchemeParams]] = {
     "accmpeg": "stac.schemes.accmpeg:AccMPEG",
+    "casva": "stac.schemes.casva:Casva",
     "grace": "stac.schemes.stac:Grace",
     "h264": "stac.schemes.offload:H264",
     "jpeg": "stac.schemes.offload:Jpeg",
