@@ -164,7 +164,7 @@ def test_invalid_width_is_rejected():
 
 SHIPPED = [info for info in list_models() if info.checkpoint is not None]
 # registered architectures whose checkpoint is still being trained, with the reason
-UNSHIPPED = {"dabnet": "long from-scratch run in progress (issue 14, docs/models_perframe.md)"}
+UNSHIPPED: dict[str, str] = {}
 
 
 def test_a_per_frame_checkpoint_is_shipped():
@@ -189,3 +189,17 @@ def test_shipped_checkpoint_matches_its_card(info, dataset):
                       limit=card["subset_images"])
     assert result["images"] == card["subset_images"]
     assert abs(100 * result["miou"] - 100 * card["subset_val_miou"]) <= 0.5, json.dumps(result)
+
+
+def test_models_list_marks_the_default_and_it_is_the_best_shipped_per_frame_model(capsys):
+    """Issue 14: the default is a shipped per-frame model and the best of them on CamVid val
+    (by the val mIoU measured onto its card)."""
+    from stac.cli import main
+    from stac.schemes import DEFAULT_MODEL
+
+    assert main(["models", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows if r["default"]] == [DEFAULT_MODEL]
+    per_frame = [info for info in SHIPPED if not load_model(info.checkpoint).streaming]
+    best = max(per_frame, key=lambda info: info.card["val_miou"])
+    assert best.name == DEFAULT_MODEL

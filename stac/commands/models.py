@@ -108,11 +108,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from edge.models.registry import list_models
+    from stac.schemes import DEFAULT_MODEL
 
     rows = []
     for info in list_models():
         card = info.card
-        rows.append({"name": info.name,
+        rows.append({"name": info.name, "default": info.name == DEFAULT_MODEL,
                      "params": card.get("params"),
                      "checkpoint": str(info.checkpoint) if info.checkpoint else None,
                      "resolution": "x".join(map(str, card["resolution"]))
@@ -127,7 +128,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "-"
         miou = f"{100 * r['val_miou']:.2f}" if r["val_miou"] is not None else "-"
-        print(f"{r['name']:<22}{params:>10}  {r['resolution'] or '-':<11}{miou:>9}  "
+        name = f"{r['name']} (default)" if r["default"] else r["name"]
+        print(f"{name:<22}{params:>10}  {r['resolution'] or '-':<11}{miou:>9}  "
               f"{r['checkpoint'] or '(none shipped)'}")
     return 0
 

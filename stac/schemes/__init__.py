@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_SCHEME", "ENTRY_POINT_GROUP", "Parameter", 
            "make_scheme", "param", "register"]
 
 #: The model `stac-sim run` uses when `--model` is not given (a shipped checkpoint name).
-DEFAULT_MODEL = "bisenet"
+DEFAULT_MODEL = "dabnet"
 DEFAULT_SCHEME = "h264"
 ENTRY_POINT_GROUP = "stac_sim.schemes"
 
