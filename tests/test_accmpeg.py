@@ -21,6 +21,7 @@ from device.accmodel import (
 )
 from device.accmpeg_agent import quality_levels
 from stac.codec.decoder import Decoder
+from stac.codec.labels import decode_labels
 from stac.codec.quant import default_tables
 from stac.frames import open_source
 from stac.schemes import SchemeError, Stream, make_scheme
@@ -92,10 +93,16 @@ def test_two_levels_per_macroblock_exactly_where_the_mask_says(accmodel, untrain
     scheme = make_scheme("accmpeg", {"qp": 24, "gap": 12, "segment": 3, "fps": 25})
     built = scheme.build(Stream(source_fps=25.0, frame_size=size), untrained)
     decoder = Decoder(default_tables())
-    runs, levels_seen = [], set()
+    runs, levels_seen, shown = [], set(), None
     for f in open_source("default", size=size, max_frames=7):
         out = built.device.on_frame(f.index, f.t, f.rgb)
         assert out.keyframe is not None
+        assert out.result_index == (None if f.index == 0 else f.index - 1)  # newest, as is
+        if shown is not None:
+            assert out.segmentation.tolist() == shown.tolist() and not out.propagated
+        feedback = built.edge.on_keyframe(out.keyframe).feedback
+        built.device.on_feedback(feedback)
+        shown = decode_labels(feedback.segmentation)
         if any(w.kind == "accmodel" for w in out.work):
             runs.append(f.index)
             expected = quality_mask(accmodel.scores(f.rgb))
