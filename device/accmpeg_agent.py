@@ -18,11 +18,11 @@ import numpy as np
 from device.accmodel import AccModel, quality_mask
 from device.content import ContentMeter, difference, frame_complexity, is_keyframe
 from device.flow import to_grey
+from device.offload import OffloadDevice
 from stac.agents import DeviceAgent, DeviceOutput, Work
 from stac.codec.encoder import Encoder
-from stac.codec.labels import decode_labels
 from stac.codec.quant import default_tables
-from stac.protocol import Config, Content, Feedback, Keyframe
+from stac.protocol import Config, Content, Keyframe
 
 QP_LEVELS = 52  # the H.264 QP ladder of `default_tables`
 MB_BLOCKS = 4  # 4x4 blocks per macroblock side: one codec region per macroblock
@@ -106,12 +106,9 @@ class AccMPEGDevice(DeviceAgent):
         return DeviceOutput(segmentation=self._labels, result_index=self._result_index,
                             keyframe=keyframe, work=work, propagated=False)
 
-    def on_feedback(self, feedback: Feedback) -> list[Work]:
-        """Cache the result if it is newer than the one shown."""
-        if self._result_index is None or feedback.index > self._result_index:
-            self._labels = decode_labels(feedback.segmentation)
-            self._result_index = feedback.index
-        return []
+    # the newest result is cached and shown as is, exactly as plain offloading does it
+    # (the same attributes: _labels, _result_index)
+    on_feedback = OffloadDevice.on_feedback
 
     def content(self, second: int) -> Content | None:
         """Mean c and d of that second (§VI), for the edge's tuner."""

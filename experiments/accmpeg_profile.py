@@ -24,7 +24,7 @@ from stac.experiment import run_dir, sweep
 from stac.traces import Trace, save_trace
 
 REPO = Path(__file__).resolve().parent.parent
-QPS = [22, 28, 34, 40]
+QPS = [18, 26, 34, 40]
 FPS = [2.5, 5.0, 10.0]
 
 

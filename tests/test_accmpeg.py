@@ -21,6 +21,7 @@ from device.accmodel import (
 )
 from device.accmpeg_agent import quality_levels
 from stac.codec.decoder import Decoder
+from stac.codec.labels import decode_labels
 from stac.codec.quant import default_tables
 from stac.frames import open_source
 from stac.schemes import SchemeError, Stream, make_scheme
@@ -92,10 +93,16 @@ def test_two_levels_per_macroblock_exactly_where_the_mask_says(accmodel, untrain
     scheme = make_scheme("accmpeg", {"qp": 24, "gap": 12, "segment": 3, "fps": 25})
     built = scheme.build(Stream(source_fps=25.0, frame_size=size), untrained)
     decoder = Decoder(default_tables())
-    runs, levels_seen = [], set()
+    runs, levels_seen, shown = [], set(), None
     for f in open_source("default", size=size, max_frames=7):
         out = built.device.on_frame(f.index, f.t, f.rgb)
         assert out.keyframe is not None
+        assert out.result_index == (None if f.index == 0 else f.index - 1)  # newest, as is
+        if shown is not None:
+            assert out.segmentation.tolist() == shown.tolist() and not out.propagated
+        feedback = built.edge.on_keyframe(out.keyframe).feedback
+        built.device.on_feedback(feedback)
+        shown = decode_labels(feedback.segmentation)
         if any(w.kind == "accmodel" for w in out.work):
             runs.append(f.index)
             expected = quality_mask(accmodel.scores(f.rgb))
@@ -182,3 +189,55 @@ def test_train_command_resumes_and_writes_a_card(tmp_path, dataset, one_thread, 
     assert main(["accmpeg", "train", "--data", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path / "c.pt")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+PROFILE = WEIGHTS.parent.parent.parent / "edge" / "tuner_profiles" / "accmpeg_bisenet.csv"
+
+
+def test_shipped_profile_drives_the_quality_pair_and_fps():
+    """AccMPEG's adaptation (§VIII-C): the offline tuner over the shipped profile answers
+    with (qp, fps) of the profiled grid, the most accurate that fits the bandwidth, and a
+    cheaper configuration when the bandwidth falls."""
+    from edge.profiles import read_profiles
+    from edge.tuner import make_tuner
+    from stac.protocol import Config, Content
+
+    rows = read_profiles(PROFILE)
+    assert {r.B for r in rows} == {18.0, 26.0, 34.0, 40.0}
+    assert {r.fps for r in rows} == {2.5, 5.0, 10.0}
+    tuner = make_tuner(f"offline:{PROFILE}")
+    second = [r for r in rows if r.video == "bikes" and r.second == 1]
+    content = Content(second=1, c=second[0].c, d=second[0].d)
+    start = Config.of({"qp": 30.0, "fps": 10.0})
+    wide = tuner.step(1, 100.0, 1e5, start, content)
+    narrow = tuner.step(1, 100.0, 50.0, start, content)
+    best = max(second, key=lambda r: r.pa)
+    assert (wide["qp"], wide.fps) == (best.B, best.fps)
+    fits = [r for r in second if r.bitrate_kbps <= 50.0]
+    pick = max(fits, key=lambda r: r.pa)
+    assert (narrow["qp"], narrow.fps) == (pick.B, pick.fps)
+    assert pick.bitrate_kbps < best.bitrate_kbps
+
+
+@pytest.mark.slow
+def test_adaptive_run_follows_the_bandwidth(tmp_path, monkeypatch, one_thread):
+    """`accmpeg` with the offline tuner on a trace that drops tenfold and recovers: coarser
+    quality or fewer keyframes while the bandwidth is low, and each frame carries the
+    configuration in force."""
+    import pandas as pd
+
+    from stac.sim.runner import run, run_options
+    from stac.traces import Trace, save_trace
+
+    monkeypatch.setenv("STAC_CACHE", str(tmp_path / "cache"))
+    trace = save_trace(Trace(np.array([0.0, 2.0, 4.0]), np.array([2000.0, 20.0, 2000.0]),
+                             end_s=7.0), tmp_path / "trace.csv", "drops and recovers")
+    run(run_options(dict(trace=str(trace), out=str(tmp_path / "out"), size=(240, 102),
+                         duration=6.0, scheme="accmpeg", tuner=f"offline:{PROFILE}")))
+    seconds = pd.read_csv(tmp_path / "out" / "seconds.csv")
+    frames = pd.read_csv(tmp_path / "out" / "frames.csv")
+    config = list(zip(seconds["qp"], seconds["fps"], strict=True))
+    assert {config[2], config[3]}.isdisjoint({config[1], config[5]})
+    assert seconds["bitrate_kbps"][2:4].max() < seconds["bitrate_kbps"][[1, 5]].min()
+    per_second = frames.groupby(np.floor(frames["t_capture"] + 1e-9).astype(int))
+    assert (per_second["qp"].first().to_numpy() == seconds["qp"].to_numpy()).all()
