@@ -289,22 +289,45 @@ def summarise_rules(path: Path, mix: tuple[float, float]) -> dict:
         if rule == "uniform":
             continue
         c = c.drop_duplicates("pa")
-        out["bd_rate_vs_uniform"][rule] = {"whole": bd(c, uni), "pa_ge_0.95": bd(c, uni,
-                                                                                 HIGH_PA),
+        out["bd_rate_vs_uniform"][rule] = {"whole": bd(c, uni), "pa_ge_0.90": bd(c, uni, 0.9),
+                                           "pa_ge_0.95": bd(c, uni, HIGH_PA),
                                            "pa_range": [float(c["pa"].min()),
                                                         float(c["pa"].max())]}
     odd, even = uni[uni["value"] % 2 == 1], uni[uni["value"] % 2 == 0]
     out["noise_floor_odd_vs_even_levels"] = {"whole": bd(odd, even),
+                                             "pa_ge_0.90": bd(odd, even, 0.9),
                                              "pa_ge_0.95": bd(odd, even, HIGH_PA)}
     out["curves"] = {rule: c[["value", "bytes", "pa"]].round(5).values.tolist()
                      for rule, c in curves.groupby("rule")}
     out["load"] = os.getloadavg()
+    plot_rules(curves, path.with_name("keyframe_rules.png"))
     return out
+
+
+def plot_rules(curves, path: Path) -> None:
+    """Mean PA against mean bytes per keyframe, one curve per rule (uniform: per level)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rule, c in curves.groupby("rule"):
+        c = c.sort_values("bytes")
+        ax.plot(c["bytes"], c["pa"], marker="o", ms=3, label=rule)
+    ax.set_xscale("log")
+    ax.set_ylim(0.85, 1.0)
+    ax.set_xlabel("bytes per keyframe (mean over stills)")
+    ax.set_ylabel("PA vs raw still (mean)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=("calibrate", "compare"))
+    p.add_argument("mode", choices=("calibrate", "compare", "summary"))
     p.add_argument("--split", default=None, help="CamVid split (calibrate: train, compare: val)")
     p.add_argument("--stills", type=int, default=12)
     p.add_argument("--size", type=lambda v: tuple(int(x) for x in v.split("x")),
@@ -333,6 +356,11 @@ def main() -> None:
     elif args.mode == "calibrate":
         result = calibrate(args, model, tables)
         name = "calibration.json"
+    elif args.mode == "summary":  # the comparison's summary from the stills done so far
+        cal = json.loads(Path(args.calibration).read_text()) if args.calibration else None
+        result = summarise_rules(args.out / "keyframe_rows.csv", OLD_MIXING if cal is None
+                                 else (cal["mix_bits"], cal["map_bits"]))
+        name = "keyframe_rules.json"
     else:
         result = compare(args, model, tables)
         name = "keyframe_rules.json"
