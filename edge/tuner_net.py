@@ -1,8 +1,9 @@
 """The tuner network of STAC §VI (Fig. 10): a small MLP that scales B and fps each second.
 
 f(<Bit_{t-1}, Bit^_t, B_{t-1}, fps_{t-1}, c_{t-1}, d_{t-1}>) -> <alpha_t, beta_t>, with
-alpha_t = B_t / B_{t-1}, beta_t = fps_t / fps_{t-1}. Inputs are normalised: bitrates, B and
-fps as logs (they span decades), then every input standardised with the training set's mean
+alpha_t = B_t / B_{t-1}, beta_t = fps_t / fps_{t-1}. Inputs are normalised: bitrates, B,
+fps, c and d as logs (they span decades; a log keeps the MLP from extrapolating linearly far
+outside the profiled content), then every input standardised with the training set's mean
 and std; the outputs are log alpha and log beta (MSE on them). Two hidden layers of 96
 units: about 20 KFLOPs per call (Table II). Output back to the grid: B_t = B_{t-1} * alpha
 rounded, in log space, to the nearest profiled B; fps_t likewise to the nearest profiled
@@ -28,7 +29,9 @@ from edge.tuner import Tuner, changed
 from stac.protocol import Config, Content
 
 INPUTS = ("bitrate_prev", "bandwidth", "B_prev", "fps_prev", "c_prev", "d_prev")
-LOG_INPUTS = {"bitrate_prev", "bandwidth", "B_prev", "fps_prev"}
+LOG_INPUTS = ("bitrate_prev", "bandwidth", "B_prev", "fps_prev", "c_prev", "d_prev")
+#: the inputs taken as logs by weights saved before c and d were (tests/data/tuner_tiny)
+OLD_LOG_INPUTS = ("bitrate_prev", "bandwidth", "B_prev", "fps_prev")
 HIDDEN = 96
 VARIANTS = {"nn": INPUTS, "nn-no-c": tuple(i for i in INPUTS if i != "c_prev"),
             "nn-no-d": tuple(i for i in INPUTS if i != "d_prev")}
@@ -45,22 +48,26 @@ def flops(n_inputs: int, hidden: int = HIDDEN) -> int:
     return 2 * (n_inputs * hidden + hidden * hidden + hidden * 2)
 
 
-def raw_features(values: dict[str, float], inputs: Sequence[str]) -> np.ndarray:
-    """The un-standardised input vector: logs of the rate-like inputs (log1p for bitrates,
-    which may be 0)."""
+def raw_features(values: dict[str, float], inputs: Sequence[str],
+                 logs: Sequence[str] = LOG_INPUTS) -> np.ndarray:
+    """The un-standardised input vector: logs of the inputs in `logs` (log1p for bitrates,
+    which may be 0; c and d floored at 1)."""
     out = []
     for name in inputs:
         v = float(values[name])
         if name in ("bitrate_prev", "bandwidth"):
             v = math.log1p(max(v, 0.0))
-        elif name in LOG_INPUTS:
+        elif name in ("c_prev", "d_prev") and name in logs:
+            v = math.log(max(v, 1.0))
+        elif name in logs:
             v = math.log(v)
         out.append(v)
     return np.array(out, dtype=np.float32)
 
 
-def _xy(examples: Sequence[Example], inputs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    x = np.stack([raw_features(e.__dict__, inputs) for e in examples])
+def _xy(examples: Sequence[Example], inputs: Sequence[str],
+        logs: Sequence[str] = LOG_INPUTS) -> tuple[np.ndarray, np.ndarray]:
+    x = np.stack([raw_features(e.__dict__, inputs, logs) for e in examples])
     y = np.log(np.array([[e.alpha, e.beta] for e in examples], dtype=np.float32))
     return x, y
 
@@ -87,7 +94,7 @@ class NetTuner(Tuner):
 
     def __init__(self, net: nn.Module, variant: str, mean: np.ndarray, std: np.ndarray,
                  grid_B: Sequence[float], grid_fps: Sequence[float],
-                 card: dict | None = None) -> None:
+                 card: dict | None = None, logs: Sequence[str] = LOG_INPUTS) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown tuner network {variant!r}; known: {sorted(VARIANTS)}")
         self.name = variant
@@ -98,10 +105,11 @@ class NetTuner(Tuner):
         self.grid_B = np.array(sorted(grid_B), np.float64)
         self.grid_fps = np.array(sorted(grid_fps), np.float64)
         self.card = card or {}
+        self.logs = tuple(logs)
 
     def predict(self, values: dict[str, float]) -> tuple[float, float]:
         """(alpha, beta) for one input (a mapping with the names of `INPUTS`)."""
-        x = (raw_features(values, self.inputs) - self.mean) / self.std
+        x = (raw_features(values, self.inputs, self.logs) - self.mean) / self.std
         with torch.inference_mode():
             out = self.net(torch.from_numpy(x)[None])[0].numpy()
         return float(math.exp(out[0])), float(math.exp(out[1]))
@@ -133,7 +141,7 @@ class NetTuner(Tuner):
         torch.save({"variant": self.name, "state": self.net.state_dict(),
                     "mean": self.mean.tolist(), "std": self.std.tolist(),
                     "grid_B": self.grid_B.tolist(), "grid_fps": self.grid_fps.tolist(),
-                    "card": self.card}, path)
+                    "logs": list(self.logs), "card": self.card}, path)
         path.with_suffix(".json").write_text(json.dumps(self.card, indent=2) + "\n")
         path.with_suffix(".md").write_text(card_markdown(path.name, self.card))
         return path
@@ -148,7 +156,8 @@ class NetTuner(Tuner):
         except (OSError, KeyError, RuntimeError, TypeError) as e:
             raise ValueError(f"{path}: not tuner weights ({e})") from None
         return cls(net, blob["variant"], np.array(blob["mean"]), np.array(blob["std"]),
-                   blob["grid_B"], blob["grid_fps"], blob["card"])
+                   blob["grid_B"], blob["grid_fps"], blob["card"],
+                   logs=blob.get("logs", OLD_LOG_INPUTS))
 
 
 def card_markdown(name: str, card: dict) -> str:
@@ -169,7 +178,7 @@ def card_markdown(name: str, card: dict) -> str:
         "validation",
         f"- loss (MSE of log alpha, log beta): train {train_loss:.4f}, validation "
         f"{val:.4f} (re-checked by tests/test_tuner_shipped.py)",
-        f"- {get('epochs')} epochs of full-batch Adam, seed {get('seed')}, wall "
+        f"- {get('epochs')} epochs of full-batch Adam (lr {get('lr')}), seed {get('seed')}, wall "
         f"{get('wall_s', math.nan):.1f} s, {get('kflops')} KFLOPs per call",
         f"- command: `{get('command')}`", "",
         "Output back to the grid: B_t = B_{t-1} x alpha rounded in log space to the nearest "
@@ -177,9 +186,11 @@ def card_markdown(name: str, card: dict) -> str:
 
 
 def train(rows: Sequence[ProfileRow], val_video: str, variant: str = "nn", seed: int = 0,
-          epochs: int = 2000, lr: float = 3e-3) -> tuple[NetTuner, TrainResult]:
+          epochs: int = 2000, lr: float = 3e-3, weight_decay: float = 0.0
+          ) -> tuple[NetTuner, TrainResult]:
     """Train the §VI network on the labels of every video but `val_video` (full-batch Adam,
-    MSE on log alpha / log beta); report the loss on `val_video`'s labels."""
+    decoupled `weight_decay`, MSE on log alpha / log beta); report the loss on
+    `val_video`'s labels."""
     t0 = time.perf_counter()
     rows = [r for r in rows if math.isfinite(r.c) and math.isfinite(r.d)]  # content needed
     videos = sorted({r.video for r in rows})
@@ -197,7 +208,7 @@ def train(rows: Sequence[ProfileRow], val_video: str, variant: str = "nn", seed:
     std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
     torch.manual_seed(seed)
     net = mlp(len(inputs))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     xt, yt = torch.from_numpy((x - mean) / std), torch.from_numpy(y)
     xvt, yvt = torch.from_numpy((xv - mean) / std), torch.from_numpy(yv)
     for _ in range(epochs):
@@ -213,7 +224,8 @@ def train(rows: Sequence[ProfileRow], val_video: str, variant: str = "nn", seed:
                          examples_val=len(val_ex), train_loss=train_loss, val_loss=val_loss,
                          epochs=epochs, seed=seed, wall_s=time.perf_counter() - t0,
                          kflops=flops(len(inputs)) / 1000)
-    card = {**result.__dict__, "grid_B": sorted({r.B for r in rows}),
+    card = {**result.__dict__, "lr": lr, "weight_decay": weight_decay,
+            "grid_B": sorted({r.B for r in rows}),
             "grid_fps": sorted({r.fps for r in rows}), "models": sorted({r.model for r in rows})}
     tuner = NetTuner(net, variant, mean, std, card["grid_B"], card["grid_fps"], card)
     return tuner, result
@@ -221,7 +233,7 @@ def train(rows: Sequence[ProfileRow], val_video: str, variant: str = "nn", seed:
 
 def validation_loss(tuner: NetTuner, rows: Sequence[ProfileRow]) -> float:
     """MSE of `tuner`'s network on the labels of `rows` (re-checks a card's figure)."""
-    xv, yv = _xy(make_labels(rows), tuner.inputs)
+    xv, yv = _xy(make_labels(rows), tuner.inputs, tuner.logs)
     x = torch.from_numpy((xv - tuner.mean) / tuner.std)
     with torch.no_grad():
         return float(nn.functional.mse_loss(tuner.net(x), torch.from_numpy(yv)))

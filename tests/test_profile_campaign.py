@@ -78,6 +78,10 @@ def test_a_rerun_resumes_without_running_again(campaign):
     assert sorted((out / "sweep" / "runs").iterdir()) == folders
     assert {f: (f / "row.json").stat().st_mtime_ns for f in folders} == stamps
     assert (out / "profiles.csv").read_text() == before
+    (out / "profiles.csv").unlink()
+    assert main([*argv, "--collect"]) == 0  # runs nothing, writes the same profiles
+    assert {f: (f / "row.json").stat().st_mtime_ns for f in folders} == stamps
+    assert (out / "profiles.csv").read_text() == before
 
 
 def test_campaign_errors_and_sizes():

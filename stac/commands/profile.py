@@ -58,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", action="store_true", help="run on Ray instead of a process pool")
     p.add_argument("--address", default=None, help="an existing Ray cluster (with --ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: write the profiles of the runs finished so far")
     p.set_defaults(func=cmd_profile)
 
 
@@ -81,11 +83,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
             source_fps=args.source_fps)
         kept, runs = profile(campaign, args.out, backend="ray" if args.ray else "local",
                              workers=args.workers, address=args.address,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, collect_only=args.collect)
     except (CampaignError, SpecError, ProfileError, ValueError) as e:
         print(f"stac-sim profile: {e}", file=sys.stderr)
         return 2
     failed = runs[runs["status"] != "ok"]
+    if args.collect:
+        print("--collect: only the runs finished so far")
     print(f"{len(runs)} runs of {campaign.scheme} ({campaign.knob} x fps): "
           f"{len(runs) - len(failed)} ok, {len(failed)} failed")
     for row in failed.itertuples():

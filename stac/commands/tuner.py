@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", default="nn", choices=("nn", "nn-no-c", "nn-no-d"),
                    help="the network or an ablation without one input (default %(default)s)")
     p.add_argument("--epochs", type=int, default=2000, help="(default %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam's step size (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     p.set_defaults(func=cmd_train)
 
@@ -36,13 +37,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         rows = read_profiles(args.profiles)
         val = args.val_video or sorted({r.video for r in rows})[-1]
         tuner, result = train(rows, val, variant=args.variant, seed=args.seed,
-                              epochs=args.epochs)
+                              epochs=args.epochs, lr=args.lr)
     except (ProfileError, ValueError) as e:
         print(f"stac-sim tuner train: {e}", file=sys.stderr)
         return 2
     tuner.card.update(profiles=str(args.profiles), command=shlex.join([
         "stac-sim", "tuner", "train", str(args.profiles), "--out", str(args.out),
         "--val-video", val, "--variant", args.variant, "--epochs", str(args.epochs),
+        "--lr", repr(args.lr),
         "--seed", str(args.seed)]))
     tuner.save(args.out)
     print(json.dumps(result.__dict__, indent=2))

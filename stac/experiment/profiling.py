@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from edge.profiles import ProfileRow, drop_dominated, rows_from_run, write_profiles
-from stac.experiment.runs import run_dir
-from stac.experiment.sweep import sweep
+from stac.experiment.runs import is_done, read_row, run_dir
+from stac.experiment.sweep import plan, sweep
 
 #: the quality knob each profiled scheme is swept over (besides fps)
 KNOBS = {"stac": "B", "stac-plus": "B", "uniform": "level", "grace": "level", "h264": "qp",
@@ -117,15 +117,20 @@ def write_link(campaign: ProfileCampaign, out: Path) -> Path:
 
 def profile(campaign: ProfileCampaign, out: str | Path, backend: str = "local",
             workers: int | None = None, address: str | None = None,
-            progress: bool = True) -> tuple[list[ProfileRow], pd.DataFrame]:
+            progress: bool = True, collect_only: bool = False
+            ) -> tuple[list[ProfileRow], pd.DataFrame]:
     """Run (or resume) `campaign` into `out` (sweep folder `out/sweep`); write
     `out/profiles_all.csv` (every row) and `out/profiles.csv` (dominated rows dropped, §VI).
-    Returns (the kept rows, the sweep's runs table)."""
+    `collect_only`: run nothing, write the profiles of the runs finished so far (a
+    campaign still running, or cut short). Returns (the kept rows, the runs table)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trace = write_link(campaign, out)
-    runs = sweep(spec(campaign, trace), out / "sweep", backend=backend, workers=workers,
-                 address=address, progress=progress)
+    if collect_only:
+        runs = finished(spec(campaign, trace), out / "sweep")
+    else:
+        runs = sweep(spec(campaign, trace), out / "sweep", backend=backend, workers=workers,
+                     address=address, progress=progress)
     rows = collect(runs, out / "sweep", campaign)
     if rows:
         write_profiles(rows, out / ALL_ROWS)
@@ -133,6 +138,14 @@ def profile(campaign: ProfileCampaign, out: str | Path, backend: str = "local",
     if kept:
         write_profiles(kept, out / PROFILES)
     return kept, runs
+
+
+def finished(sweep_spec: dict[str, Any], sweep_dir: Path) -> pd.DataFrame:
+    """The runs of `sweep_spec` already finished in `sweep_dir`, in spec order (status ok
+    or failed as recorded); runs not finished are left out."""
+    rows = [read_row(sweep_dir, t["run_id"]) for t in plan(sweep_spec, sweep_dir)
+            if t["invalid"] is None and is_done(sweep_dir, t["run_id"])]
+    return pd.DataFrame.from_records(rows, columns=["run_id", "status"] if not rows else None)
 
 
 def collect(runs: pd.DataFrame, sweep_dir: Path, campaign: ProfileCampaign
