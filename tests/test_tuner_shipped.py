@@ -14,12 +14,20 @@ from edge.tuner_net import NetTuner, validation_loss
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = sorted(TUNER_DIR.glob("*.pt"))
 LOOKUPS = sorted(TUNER_DIR.glob("*-*.csv"))
-#: the model whose tuners the campaign of docs/simulation.md shipped (another model's are
-#: made by rerunning experiments/profile_campaign.py and profile_ship.py with --model)
-SHIPPED = "bisenet"
+#: the models whose tuners the campaigns of docs/simulation.md shipped (another model's are
+#: made by rerunning experiments/profile_campaign.py and profile_ship.py with --model);
+#: the default model must be one of them
+SHIPPED_MODELS = ("bisenet", "dabnet")
 
 
-def test_the_campaigns_tuners_are_shipped():
+def test_the_default_model_has_shipped_tuners():
+    from stac.schemes import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL in SHIPPED_MODELS
+
+
+@pytest.mark.parametrize("SHIPPED", SHIPPED_MODELS)
+def test_the_campaigns_tuners_are_shipped(SHIPPED):
     assert (TUNER_DIR / f"{SHIPPED}.pt").is_file()
     tuner = make_tuner("auto", scheme="stac", model=SHIPPED)
     assert isinstance(tuner, NetTuner) and tuner.name == "nn"
@@ -31,8 +39,9 @@ def test_the_campaigns_tuners_are_shipped():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("SHIPPED", SHIPPED_MODELS)
 def test_a_default_stac_run_adapts_b_and_fps_to_the_bandwidth(tmp_path, monkeypatch,
-                                                              one_thread):
+                                                              one_thread, SHIPPED):
     """`--scheme stac` with no tuner named: the shipped network, on bikes at the profiled
     size, picks a cheaper configuration for the second whose bandwidth drops 25-fold than
     for the next, when it comes back."""
