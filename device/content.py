@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+from numba import njit
 
-from stac.codec.quant import size_model
 from stac.codec.transform import rgb_to_coeffs
 from stac.protocol import Content
 
@@ -24,8 +24,20 @@ def complexity(coefficients: Iterable[np.ndarray]) -> float:
     Zeros: as in the codec's size model (Eq. 2) at step 1, coefficients with |s| < 1 add
     nothing (no -inf from exact zeros, no negative bits).
     """
-    return float(sum(size_model(np.asarray(c, np.float64).reshape(-1, 1), 1.0).sum()
+    return float(sum(_log2_terms(np.ascontiguousarray(c, np.float64).reshape(-1)).sum()
                      for c in coefficients))
+
+
+@njit(cache=True)
+def _log2_terms(coeffs):
+    """log2|s| of every coefficient with |s| >= 1, else 0: the terms of `size_model` at step
+    1 (summed by numpy as before, so c is the same number)."""
+    out = np.zeros(coeffs.size)
+    for i in range(coeffs.size):
+        a = abs(coeffs[i])
+        if a >= 1.0:
+            out[i] = math.log2(a)
+    return out
 
 
 def frame_complexity(frame: np.ndarray) -> float:

@@ -34,7 +34,7 @@ from device.propagation import middle_levels, propagate_labels, propagate_levels
 from device.residual import ResidualLevels, residual_levels
 from stac.agents import DeviceAgent, DeviceOutput, Work
 from stac.codec.color import rgb_to_ycbcr420
-from stac.codec.encoder import Encoder
+from stac.codec.encoder import EncodedFrame, Encoder
 from stac.codec.labels import decode_labels
 from stac.codec.quant import TableSet
 from stac.codec.transform import planes_to_coeffs, rgb_to_coeffs
@@ -105,7 +105,7 @@ class StacDevice(DeviceAgent):
         self._start: int | None = None  # first frame under the current configuration
         self._labels: np.ndarray | None = None  # segmentation of the anchor keyframe
         self._levels: np.ndarray | None = None  # region levels fed back for the anchor
-        self._prev_key: tuple[int, np.ndarray] | None = None  # (index, reconstruction)
+        self._prev_key: tuple[int, EncodedFrame] | None = None  # (index, the coded frame)
         self._search: np.ndarray | None = None  # l'' of the last keyframe: next search start
         self.last_decision: ResidualLevels | None = None  # Eq. 7 of the newest keyframe
         self.keyframes: list[KeyframeInfo] = []
@@ -171,7 +171,8 @@ class StacDevice(DeviceAgent):
 
     def _prediction(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The previous keyframe's reconstruction motion-compensated to this frame."""
-        prev_index, recon = self._prev_key
+        prev_index, coded = self._prev_key
+        recon = coded.reconstruction  # RGB, converted only for this residual source
         try:
             flow = self.cache.flow_to(prev_index)
         except ValueError:  # flows no longer cached: zero-motion prediction
@@ -186,7 +187,7 @@ class StacDevice(DeviceAgent):
         self.meter.add(t, c=complexity(original))
         levels, residual_mask = self._residual_levels(index, frame, original, lp, planes)
         encoded = self.encoder.encode_planes(*planes, levels=levels, intra=self.intra_keyframes)
-        self._prev_key = (index, encoded.reconstruction)
+        self._prev_key = (index, encoded)
         self.keyframes.append(KeyframeInfo(index=index, levels_prime=lp, levels=levels,
                                            residual=residual_mask, intra=encoded.stats.intra,
                                            n_bytes=len(encoded.data)))

@@ -74,16 +74,28 @@ def confusion(
     target = np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
-    t = target.reshape(-1).astype(np.int64)
-    p = pred.reshape(-1).astype(np.int64)
-    keep = (t != ignore_index) if ignore_index is not None else np.ones(t.shape, dtype=bool)
-    t, p = t[keep], p[keep]
+    t, p = _ids(target), _ids(pred)
+    if ignore_index is not None:
+        keep = t != ignore_index
+        if not keep.all():
+            t, p = t[keep], p[keep]
     if t.size and (t.min() < 0 or t.max() >= num_classes):
         raise ValueError(f"target ids must be in [0, {num_classes}) or {ignore_index}")
     if p.size and (p.min() < 0 or p.max() >= num_classes):
         raise ValueError(f"predicted ids must be in [0, {num_classes})")
-    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+    index = t.astype(np.intp) * num_classes
+    index += p
+    counts = np.bincount(index, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
+
+
+def _ids(labels: np.ndarray) -> np.ndarray:
+    """Flat class ids: integer arrays as they are (label maps are uint8: no int64 copies),
+    anything else as int64 (truncated, as `astype` does)."""
+    flat = labels.reshape(-1)
+    if flat.dtype.kind in "iu" and flat.dtype.itemsize <= np.dtype(np.intp).itemsize // 2:
+        return flat
+    return flat.astype(np.int64)
 
 
 def pixel_accuracy(
@@ -94,7 +106,10 @@ def pixel_accuracy(
     target = np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
-    keep = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
+    if ignore_index is None:
+        n = target.size
+        return float(np.count_nonzero(pred == target) / n) if n else float("nan")
+    keep = target != ignore_index
     n = int(keep.sum())
     return float(np.count_nonzero((pred == target) & keep) / n) if n else float("nan")
 

@@ -76,3 +76,17 @@ def test_keyframe_phase_and_exact_divisors():
     assert not is_keyframe(2, 5, 25, start=3) and is_keyframe(8, 5, 25, start=3)
     with pytest.raises(ValueError, match="fps must be > 0"):
         keyframe_mask(10, 0, 25)
+
+
+def test_complexity_is_the_size_model_sum_bit_for_bit():
+    """c (numba terms, numpy's sum) is exactly the sum of `size_model` at step 1 it
+    replaced, on real frames: the tuner's inputs do not move."""
+    from stac.codec.quant import size_model
+    from stac.codec.transform import rgb_to_coeffs
+    from stac.frames import default_clip_path, open_video
+
+    for f in open_video(default_clip_path(), size=(200, 150), max_frames=3):
+        coeffs = list(rgb_to_coeffs(f.rgb))
+        coeffs[1] = coeffs[1] / 7.0  # many |s| < 1 as well
+        want = float(sum(size_model(c.reshape(-1, 1), 1.0).sum() for c in coeffs))
+        assert complexity(coeffs) == want

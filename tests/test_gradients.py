@@ -108,6 +108,27 @@ def test_class_labels_equal_torch_argmax_with_ties():
     assert np.all(class_labels(logits)[:5] == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_argmax_is_numpys_argmax_over_the_leading_axis(dtype):
+    """Ties (first wins), signed zeros, NaN (the first NaN is the maximum, as numpy has it)
+    and integer input all give `argmax(axis=0)`, class for class."""
+    from edge.models.base import first_argmax
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(11, 29, 31)).astype(dtype)
+    x[6, :4] = x[3, :4] = 9.0
+    x[:, 5] = -0.0
+    x[4, 5, :3] = 0.0
+    x[8, 7, 2] = np.nan
+    x[2, 7, 3] = x[9, 7, 3] = np.nan
+    x[0, 8, :] = np.nan
+    want = x.argmax(axis=0)
+    assert want[7, 2] == 8 and want[7, 3] == 2 and np.all(want[:4] == 3)
+    assert np.array_equal(first_argmax(x), want)
+    ints = rng.integers(0, 5, (4, 6, 7))
+    assert np.array_equal(first_argmax(ints), ints.argmax(axis=0))
+
+
 def test_gradients_leave_the_models_parameters_as_they_were(untrained_drn):
     """The step runs with the weights frozen (no graph to them) and restores the flags."""
     flags = [p.requires_grad for p in untrained_drn.parameters()]

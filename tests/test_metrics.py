@@ -140,3 +140,24 @@ def test_bd_rate_over_a_quality_band():
     assert abs(band + 0.5) < 1e-9 and -0.5 < whole < 0
     with pytest.raises(ValueError, match="overlap"):
         bd_rate(rate, quality, other, quality, low=0.99)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.float64])
+@pytest.mark.parametrize("ignore", [None, 11])
+def test_confusion_and_pa_match_the_direct_count_for_every_label_dtype(dtype, ignore):
+    """The counts do not depend on the labels' dtype (uint8 maps are counted without int64
+    copies; floats truncate as `astype` does), with and without an ignored id."""
+    rng = np.random.default_rng(4)
+    target = rng.integers(0, 12 if ignore else 11, (37, 41))
+    pred = np.where(rng.random(target.shape) < 0.3, rng.integers(0, 11, target.shape),
+                    np.minimum(target, 10))
+    want = np.zeros((11, 11), np.int64)
+    for t, p in zip(target.ravel(), pred.ravel(), strict=True):
+        if t != ignore:
+            want[t, p] += 1
+    got = confusion(pred.astype(dtype) + (0.4 if dtype is np.float64 else 0),
+                    target.astype(dtype), 11, ignore)
+    assert np.array_equal(got, want)
+    keep = target != ignore
+    assert pixel_accuracy(pred.astype(dtype), target.astype(dtype), ignore) == \
+        np.count_nonzero((pred == target) & keep) / keep.sum()

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numba import njit
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -93,9 +94,36 @@ class StreamingSegmenter(nn.Module):
 
 def class_labels(logits: torch.Tensor) -> np.ndarray:
     """(H, W) int64 class of each pixel of a (1, C, H, W) logit map: the first maximum over
-    classes, as `logits.argmax(1)[0]`, by numpy's argmax over the leading axis (several
-    times faster than torch's strided reduction over dim 1 of an NCHW tensor on a CPU)."""
-    return logits.detach()[0].cpu().numpy().argmax(axis=0)
+    classes, as `logits.argmax(1)[0]` (see `first_argmax`)."""
+    return first_argmax(logits.detach()[0].cpu().numpy())
+
+
+def first_argmax(scores: np.ndarray) -> np.ndarray:
+    """`scores.argmax(axis=0)` of a (C, ...) float array, exactly (the first maximum; the
+    first NaN counts as the maximum), in one numba pass per class over whole planes: several
+    times faster on a CPU than numpy's argmax over a leading axis (a copy, then C-long rows)
+    or torch's strided reduction over dim 1 of an NCHW tensor."""
+    scores = np.asarray(scores)
+    if scores.dtype.kind != "f" or scores.ndim < 2 or scores.shape[0] == 0:
+        return scores.argmax(axis=0)
+    flat = np.ascontiguousarray(scores).reshape(scores.shape[0], -1)
+    index = np.zeros(flat.shape[1], dtype=np.intp)
+    _first_argmax(flat, flat[0].copy(), index)
+    return index.reshape(scores.shape[1:])
+
+
+@njit(cache=True)
+def _first_argmax(scores, best, index):
+    for c in range(1, scores.shape[0]):
+        row = scores[c]
+        for i in range(row.shape[0]):
+            b = best[i]
+            if b != b:  # a NaN is the maximum already
+                continue
+            v = row[i]
+            if v > b or v != v:
+                best[i] = v
+                index[i] = c
 
 
 def segment(model: StreamingSegmenter, rgb: np.ndarray, state: Any = None
