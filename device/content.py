@@ -33,6 +33,17 @@ def frame_complexity(frame: np.ndarray) -> float:
     return complexity(rgb_to_coeffs(frame))
 
 
+#: what the device reports as a second's content: the means over the second (§VI), or one
+#: frame pre-encoded at the step, as CASVA estimates content (§VIII-E, tuner casva-content)
+CONTENT_SOURCES = ("second", "frame")
+
+
+def frame_content(second: int, frame: np.ndarray, d: float) -> Content:
+    """CASVA-style content of `second` from one frame (§VIII-E): c of `frame` pre-encoded
+    (its DCT and the size model at step 1) and the difference d of that frame alone."""
+    return Content(second=second, c=frame_complexity(frame), d=float(d))
+
+
 def difference(grey: np.ndarray, previous: np.ndarray | None) -> float:
     """d = sum of absolute pixel differences of two adjacent grey frames (§VI); 0 for the first."""
     if previous is None:

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from device.content import ContentMeter, complexity, difference, is_keyframe
+from device.content import (
+    CONTENT_SOURCES,
+    ContentMeter,
+    complexity,
+    difference,
+    frame_content,
+    is_keyframe,
+)
 from device.flow import DISFlow, FlowCache, FlowConfig, pixel_grid, to_grey
 from device.propagation import middle_levels, propagate_labels, propagate_levels
 from device.residual import ResidualLevels, residual_levels
@@ -59,7 +66,8 @@ class StacDevice(DeviceAgent):
     def __init__(self, tables: TableSet, config: Config, source_fps: float,
                  frame_size: tuple[int, int], flow: FlowConfig | None = None,
                  grid: RegionGrid | None = None, residual: str = "codec",
-                 budget: str = "intra", cut_threshold: float | None = CUT_THRESHOLD) -> None:
+                 budget: str = "intra", cut_threshold: float | None = CUT_THRESHOLD,
+                 content: str = "second") -> None:
         if not source_fps > 0:
             raise ValueError(f"source_fps must be > 0, got {source_fps}")
         self.tables = tables
@@ -77,6 +85,10 @@ class StacDevice(DeviceAgent):
             raise ValueError(f"budget must be one of {BUDGET_SOURCES}, got {budget!r}")
         self.residual_source = residual
         self.budget_source = budget
+        if content not in CONTENT_SOURCES:
+            raise ValueError(f"content must be one of {CONTENT_SOURCES}, got {content!r}")
+        self.content_source = content
+        self._last_frame: dict[int, tuple[np.ndarray, float]] = {}  # second -> (frame, d)
         if cut_threshold is not None and not cut_threshold > 0:
             raise ValueError(f"cut_threshold must be > 0 or None, got {cut_threshold}")
         self.cut_threshold = cut_threshold
@@ -117,6 +129,10 @@ class StacDevice(DeviceAgent):
             work.append(Work("flow", pixels))
         d = difference(grey, self._grey)
         self.meter.add(t, d=d)
+        if self.content_source == "frame":  # the second's last frame, pre-encoded at the step
+            second = int(np.floor(t))
+            self._last_frame[second] = (frame, d)
+            self._last_frame.pop(second - 3, None)
         if self.cut_threshold is not None and d / pixels > self.cut_threshold:
             self._last_cut = index
         work.append(Work("content", pixels))
@@ -217,7 +233,11 @@ class StacDevice(DeviceAgent):
         return []
 
     def content(self, second: int) -> Content | None:
-        """Mean c and d of that second (§VI)."""
+        """Mean c and d of that second (§VI); with content "frame", c and d of the second's
+        last frame alone, pre-encoded at the step (CASVA's estimate, §VIII-E)."""
+        if self.content_source == "frame":
+            last = self._last_frame.get(second)
+            return None if last is None else frame_content(second, *last)
         return self.meter.second(second)
 
 

@@ -45,9 +45,11 @@ class ProfileRow:
     d: float
     model: str = ""
     seed: int = 0
+    scheme: str = ""
 
 
 COLUMNS = tuple(f.name for f in fields(ProfileRow))
+OPTIONAL = ("scheme",)  # columns older profile files lack (read as "")
 
 
 def write_profiles(rows: Iterable[ProfileRow], path: str | Path) -> Path:
@@ -67,7 +69,7 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            missing = set(COLUMNS) - set(reader.fieldnames or ())
+            missing = set(COLUMNS) - set(OPTIONAL) - set(reader.fieldnames or ())
             if missing:
                 raise ProfileError(f"{path}: missing columns {sorted(missing)}")
             rows = []
@@ -77,7 +79,8 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
                         video=rec["video"], second=int(rec["second"]), B=float(rec["B"]),
                         fps=float(rec["fps"]), pa=float(rec["pa"]), miou=float(rec["miou"]),
                         bitrate_kbps=float(rec["bitrate_kbps"]), c=float(rec["c"]),
-                        d=float(rec["d"]), model=rec["model"], seed=int(rec["seed"])))
+                        d=float(rec["d"]), model=rec["model"], seed=int(rec["seed"]),
+                        scheme=rec.get("scheme") or ""))
                 except ValueError as e:
                     raise ProfileError(f"{path}, line {n}: {e}") from None
     except OSError as e:
@@ -89,7 +92,8 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
 
 def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
     """Profile rows of one finished fixed-configuration run (its summary.json and
-    seconds.csv): one row per full second with an accuracy and content metrics."""
+    seconds.csv): one row per full second with an accuracy. c and d are NaN for a scheme
+    whose device measures no content (h264, jpeg: plain offloading)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -102,13 +106,14 @@ def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
         if col not in seconds.columns:
             raise ProfileError(f"{run_dir}/seconds.csv has no column {col!r}")
     full = seconds[(seconds["second"] + 1 <= summary["video_s"] + 1e-9)
-                   & seconds[["pa", "c", "d"]].notna().all(axis=1)]
+                   & seconds["pa"].notna()]
     video = summary.get("video_name", summary.get("video", ""))
     return [ProfileRow(video=str(video), second=int(r["second"]), B=float(r[knob]),
                        fps=float(r["fps"]), pa=float(r["pa"]), miou=float(r["miou"]),
                        bitrate_kbps=float(r["bitrate_kbps"]), c=float(r["c"]),
                        d=float(r["d"]), model=str(summary.get("model", "")),
-                       seed=int(summary.get("seed", 0)))
+                       seed=int(summary.get("seed", 0)),
+                       scheme=str(summary.get("scheme", "")))
             for _, r in full.iterrows()]
 
 
@@ -186,7 +191,9 @@ def make_labels(rows: Iterable[ProfileRow]) -> list[Example]:
 
 class OfflineTuner(Tuner):
     """STAC-offline (Fig. 16): in the profiled second whose content (c, d) is nearest the
-    last second's, the row with the highest PA whose bitrate fits the estimate."""
+    last second's, the row with the highest PA whose bitrate fits the estimate. Without
+    content (a scheme whose device measures none, h264; or a profile without it), the
+    lookup is in each configuration's mean over every profiled second (`pooled`)."""
 
     name = "offline"
 
@@ -197,20 +204,41 @@ class OfflineTuner(Tuner):
         self.groups = list(groups.values())
         cd = np.array([[g[0].c, g[0].d] for g in self.groups], dtype=np.float64)
         self.content = cd
-        self.scale = np.where(cd.std(0) > 0, cd.std(0), 1.0)
+        self.has_content = bool(np.isfinite(cd).all())
+        std = cd.std(0) if self.has_content else np.ones(2)
+        self.scale = np.where(std > 0, std, 1.0)
+        self.pooled = pooled(rows)
 
-    def lookup(self, content: Content, bandwidth_kbps: float) -> ProfileRow:
+    def lookup(self, content: Content | None, bandwidth_kbps: float) -> ProfileRow:
         """The row the tuner picks for `content` under `bandwidth_kbps`."""
+        if content is None or not self.has_content \
+                or not (math.isfinite(content.c) and math.isfinite(content.d)):
+            return best_under(self.pooled, bandwidth_kbps)
         dist = (((self.content - [content.c, content.d]) / self.scale) ** 2).sum(1)
         return best_under(self.groups[int(np.argmin(dist))], bandwidth_kbps)
 
     def step(self, second: int, bitrate_kbps: float, bandwidth_kbps: float, config: Config,
              content: Content | None) -> Config | None:
-        """The looked-up configuration; None without content or an estimate."""
-        if content is None or not math.isfinite(bandwidth_kbps):
+        """The looked-up configuration; None without an estimate."""
+        if not math.isfinite(bandwidth_kbps):
             return None
         row = self.lookup(content, bandwidth_kbps)
         return changed(config, second, {quality_knob(config): row.B, "fps": row.fps})
+
+
+def pooled(rows: Iterable[ProfileRow]) -> list[ProfileRow]:
+    """One row per configuration (B, fps): its mean PA, mIoU and bitrate over every profiled
+    second (video "*", second -1, content NaN), for lookups without content."""
+    by_config: dict[tuple[float, float], list[ProfileRow]] = {}
+    for r in rows:
+        by_config.setdefault((r.B, r.fps), []).append(r)
+    return [ProfileRow(video="*", second=-1, B=b, fps=fps,
+                       pa=float(np.mean([r.pa for r in rs])),
+                       miou=float(np.mean([r.miou for r in rs])),
+                       bitrate_kbps=float(np.mean([r.bitrate_kbps for r in rs])),
+                       c=math.nan, d=math.nan, model=rs[0].model, seed=rs[0].seed,
+                       scheme=rs[0].scheme)
+            for (b, fps), rs in sorted(by_config.items())]
 
 
 def quality_knob(config: Config) -> str:

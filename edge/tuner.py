@@ -7,28 +7,49 @@ content of the second that ended (c_{t-1}, d_{t-1}). It returns the next configu
 None to keep the current one (a change discards what is still in transmission, §VII).
 
 A tuner is named by a spec string, so it travels in `Stream`, the run options, sweeps and
-the emulator's Hello: `fixed` (the fps schedule of fixed-configuration runs; today's
-behaviour), `offline:PROFILES.csv` (STAC-offline, profile lookup), `nn:WEIGHTS.pt`
-(the network of §VI; also its ablations `nn-no-c`, `nn-no-d`, which are the same network
-trained without one input and are named by their weights' card).
+the emulator's Hello: `fixed` (the fps schedule of fixed-configuration runs),
+`offline[:PROFILES.csv]` (STAC-offline, profile lookup), `nn[:WEIGHTS.pt]` (the network of
+§VI; also its ablations `nn-no-c`, `nn-no-d`, the same network trained without one input),
+`casva-content[:WEIGHTS.pt]` (the network fed CASVA-style content: one pre-encoded frame,
+§VIII-E), and `auto`, the scheme's own default (`SCHEME_TUNERS`). Without a file, a spec
+names what is shipped for the run's model in edge/tuners/ (`shipped_file`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+from stac.notices import InputWarning
 from stac.protocol import Config, Content
 
-#: the tuner of `stac-sim run` when `--tuner` is not given (no adaptation)
-DEFAULT_TUNER = "fixed"
+#: the tuner of `stac-sim run` when `--tuner` is not given: the scheme's own (SCHEME_TUNERS)
+DEFAULT_TUNER = "auto"
+#: each scheme's default tuner (`auto`): STAC's network (§VI), profile lookup for the
+#: baselines (the paper's treatment of GRACE+ and AccMPEG, §VIII-C); others stay fixed
+SCHEME_TUNERS = {"stac": "nn", "uniform": "offline", "grace": "offline", "h264": "offline"}
+#: shipped tuner weights (MODEL.pt, MODEL-nn-no-c.pt, ...) and lookup profiles (MODEL-SCHEME.csv)
+TUNER_DIR = Path(__file__).resolve().parent / "tuners"
+NETWORKS = ("nn", "nn-no-c", "nn-no-d", "casva-content")
+#: which content a tuner needs from the device: the second's means (§VI) or one frame
+#: pre-encoded at the step, CASVA's way (§VIII-E)
+FRAME_CONTENT = "frame"
+SECOND_CONTENT = "second"
+
+
+class TunerFileError(ValueError):
+    """No tuner file is shipped for that model and scheme; the message says how to make one."""
 
 
 class Tuner(ABC):
     """A per-second configuration policy (STAC §VI)."""
 
     name: str = ""
+    spec: str = ""  # the resolved spec it was made from (make_tuner), for the run's summary
 
     @abstractmethod
     def step(self, second: int, bitrate_kbps: float, bandwidth_kbps: float, config: Config,
@@ -65,9 +86,72 @@ def changed(config: Config, second: int, knobs: Mapping[str, float]) -> Config |
     return config.replace(float(second + 1), **{k: float(v) for k, v in knobs.items()})
 
 
-def make_tuner(spec: str, schedule: Mapping[int, float] | None = None) -> Tuner:
-    """The tuner named by `spec` ("fixed", "offline:PROFILES.csv", "nn:WEIGHTS.pt");
-    `schedule` is the fixed tuner's. ValueError naming the known tuners otherwise."""
+def shipped_file(name: str, model: str | None, scheme: str = "") -> Path:
+    """The file a file-less spec `name` means for `model` (a registry name): the network's
+    weights edge/tuners/MODEL.pt (MODEL-nn-no-c.pt, MODEL-nn-no-d.pt for the ablations;
+    casva-content uses MODEL.pt), or the lookup profile edge/tuners/MODEL-SCHEME.csv.
+    TunerFileError naming the model and the commands that make it when none is shipped."""
+    if name == "offline":
+        path = TUNER_DIR / f"{model}-{scheme}.csv"
+        fix = (f"profile it with `stac-sim profile --scheme {scheme} --model {model} ...` "
+               f"(docs/simulation.md, \"Tuner\") and pass --tuner offline:OUT/profiles.csv")
+    else:
+        variant = "nn" if name == "casva-content" else name
+        path = TUNER_DIR / (f"{model}.pt" if variant == "nn" else f"{model}-{variant}.pt")
+        fix = (f"profile stac with `stac-sim profile --model {model} ...`, train with "
+               f"`stac-sim tuner train PROFILES --variant {variant} --out FILE` "
+               f"(docs/simulation.md, \"Tuner\") and pass --tuner {name}:FILE")
+    if model is None or not path.is_file():
+        what = "lookup profile" if name == "offline" else "tuner weights"
+        raise TunerFileError(f"no {what} shipped for model {model or '(unknown)'!r}"
+                             f"{f' and scheme {scheme!r}' if name == 'offline' else ''} "
+                             f"({path}); {fix}")
+    return path
+
+
+def resolve_spec(spec: str, schedule: Mapping[int, float] | None = None, scheme: str = "",
+                 model: str | None = None) -> str:
+    """`spec` with `auto` replaced by the scheme's default (fixed under a schedule, and, with
+    an `InputWarning`, when nothing is shipped for `model`) and a file-less network or
+    lookup spec by the shipped file (`shipped_file`)."""
+    name, _, arg = spec.partition(":")
+    if name == "auto" and not arg:
+        name = "fixed" if schedule else SCHEME_TUNERS.get(scheme, "fixed")
+        if name != "fixed":
+            try:
+                shipped_file(name, model, scheme)
+            except TunerFileError as e:
+                warnings.warn(InputWarning(f"{e}; this run keeps its configuration (tuner "
+                                           "fixed)"), stacklevel=2)
+                name = "fixed"
+    if name in ("offline", *NETWORKS) and not arg:
+        arg = str(shipped_file(name, model, scheme))
+    return f"{name}:{arg}" if arg else name
+
+
+def content_source(spec: str) -> str:
+    """The content the device measures for tuner `spec`: one pre-encoded frame for
+    casva-content, the second's means (§VI) for every other tuner."""
+    return FRAME_CONTENT if spec.partition(":")[0] == "casva-content" else SECOND_CONTENT
+
+
+def make_tuner(spec: str, schedule: Mapping[int, float] | None = None, scheme: str = "",
+               model: Any = None) -> Tuner:
+    """The tuner named by `spec` (see the module doc); `schedule` is the fixed tuner's;
+    `scheme` and `model` (the edge's network, or its registry name) choose what `auto` and
+    a file-less spec mean. ValueError naming the known tuners otherwise."""
+    if model is not None and not isinstance(model, str):
+        from edge.tables import model_name
+
+        model = model_name(model)
+    spec = resolve_spec(spec, schedule, scheme, model)
+    tuner = _build(spec, schedule)
+    tuner.spec = spec
+    return tuner
+
+
+def _build(spec: str, schedule: Mapping[int, float] | None) -> Tuner:
+    """The tuner of a resolved spec (no `auto`, files named)."""
     name, _, arg = spec.partition(":")
     if name == "fixed" and not arg:
         return FixedTuner(schedule)
@@ -77,12 +161,18 @@ def make_tuner(spec: str, schedule: Mapping[int, float] | None = None) -> Tuner:
         from edge.profiles import OfflineTuner, read_profiles
 
         return OfflineTuner(read_profiles(arg))
-    if name in ("nn", "nn-no-c", "nn-no-d") and arg:
+    if name in NETWORKS and arg:
         from edge.tuner_net import NetTuner
 
         tuner = NetTuner.load(arg)
-        if tuner.name != name:
+        if name == "casva-content":
+            if tuner.name != "nn":
+                raise ValueError(f"tuner {spec!r}: {arg} holds the weights of {tuner.name!r}, "
+                                 "not of the full network 'nn'")
+            tuner.name = name  # the same network, fed one pre-encoded frame's content
+        elif tuner.name != name:
             raise ValueError(f"tuner {spec!r}: {arg} holds the weights of {tuner.name!r}")
         return tuner
-    raise ValueError(f"unknown tuner {spec!r}; known: fixed, offline:PROFILES.csv, "
-                     "nn:WEIGHTS.pt, nn-no-c:WEIGHTS.pt, nn-no-d:WEIGHTS.pt")
+    raise ValueError(f"unknown tuner {spec!r}; known: auto, fixed, offline[:PROFILES.csv], "
+                     "nn[:WEIGHTS.pt], nn-no-c[:WEIGHTS.pt], nn-no-d[:WEIGHTS.pt], "
+                     "casva-content[:WEIGHTS.pt]")

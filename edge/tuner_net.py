@@ -113,6 +113,9 @@ class NetTuner(Tuner):
     def step(self, second: int, bitrate_kbps: float, bandwidth_kbps: float, config: Config,
              content: Content | None) -> Config | None:
         """The next (B, fps) on the grid; None without content or an estimate."""
+        if "B" not in config.as_dict():
+            raise ValueError(f"tuner {self.name!r} scales STAC's B and fps; this scheme's "
+                             f"knobs are {sorted(config.as_dict())} (use --tuner offline)")
         if content is None or not math.isfinite(bandwidth_kbps):
             return None
         b, fps = config["B"], config.fps
@@ -123,8 +126,8 @@ class NetTuner(Tuner):
                                         "fps": self._nearest(self.grid_fps, fps * beta)})
 
     def save(self, path: str | Path) -> Path:
-        """Weights (float32 state dict), normalisation and grid in `path`; the card as
-        JSON next to it (`path` with suffix .json)."""
+        """Weights (float32 state dict), normalisation and grid in `path`; the card next to
+        it as JSON (`path` with suffix .json) and as Markdown (suffix .md)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"variant": self.name, "state": self.net.state_dict(),
@@ -132,6 +135,7 @@ class NetTuner(Tuner):
                     "grid_B": self.grid_B.tolist(), "grid_fps": self.grid_fps.tolist(),
                     "card": self.card}, path)
         path.with_suffix(".json").write_text(json.dumps(self.card, indent=2) + "\n")
+        path.with_suffix(".md").write_text(card_markdown(path.name, self.card))
         return path
 
     @classmethod
@@ -147,11 +151,37 @@ class NetTuner(Tuner):
                    blob["grid_B"], blob["grid_fps"], blob["card"])
 
 
+def card_markdown(name: str, card: dict) -> str:
+    """The weights' card as Markdown: what was profiled, how it was trained, how well it fits
+    the held-back video, and how the output maps back to the grid."""
+    def get(key: str, default: object = "?") -> object:
+        return card.get(key, default)
+
+    val, train_loss = get("val_loss", math.nan), get("train_loss", math.nan)
+    return "\n".join([
+        f"# Tuner weights `{name}` (STAC §VI, `{get('variant')}`)", "",
+        f"- models profiled: {', '.join(get('models', []))}",
+        f"- videos: trained on {', '.join(get('videos_train', []))}; validated on the "
+        f"held-back {get('video_val')}",
+        f"- profiles: `{get('profiles')}`",
+        f"- grid: B {get('grid_B')} x fps {get('grid_fps')}",
+        f"- examples (labels, §VI): {get('examples_train')} train, {get('examples_val')} "
+        "validation",
+        f"- loss (MSE of log alpha, log beta): train {train_loss:.4f}, validation "
+        f"{val:.4f} (re-checked by tests/test_tuner_shipped.py)",
+        f"- {get('epochs')} epochs of full-batch Adam, seed {get('seed')}, wall "
+        f"{get('wall_s', math.nan):.1f} s, {get('kflops')} KFLOPs per call",
+        f"- command: `{get('command')}`", "",
+        "Output back to the grid: B_t = B_{t-1} x alpha rounded in log space to the nearest "
+        "profiled B; fps_t = fps_{t-1} x beta to the nearest profiled fps.", ""])
+
+
 def train(rows: Sequence[ProfileRow], val_video: str, variant: str = "nn", seed: int = 0,
           epochs: int = 2000, lr: float = 3e-3) -> tuple[NetTuner, TrainResult]:
     """Train the §VI network on the labels of every video but `val_video` (full-batch Adam,
     MSE on log alpha / log beta); report the loss on `val_video`'s labels."""
     t0 = time.perf_counter()
+    rows = [r for r in rows if math.isfinite(r.c) and math.isfinite(r.d)]  # content needed
     videos = sorted({r.video for r in rows})
     if val_video not in videos or len(videos) < 2:
         raise ValueError(f"validation video {val_video!r} must be one of several profiled "

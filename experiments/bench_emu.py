@@ -49,7 +49,7 @@ def _options(ns: argparse.Namespace, out: Path, profile: str):
     return run_options(dict(trace=str(ns.trace), out=str(out), video=ns.video,
                             scheme=ns.scheme, model=ns.model, duration=ns.duration, fps=ns.fps,
                             size=ns.size, seed=ns.seed, delay_ms=ns.delay_ms, profile=profile,
-                            **knob))
+                            tuner="fixed", **knob))
 
 
 def _pct(values, q) -> float | None:

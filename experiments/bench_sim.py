@@ -53,7 +53,8 @@ def main() -> None:
             summary = run(run_options(dict(trace=str(REPO / "traces" / "lte.csv"),
                                      out=str(Path(tmp) / label), scheme="h264",
                                      duration=args.duration, fps=args.fps,
-                                     profile=args.profile, model=args.model)), model=model)
+                                     profile=args.profile, model=args.model,
+                                     tuner="fixed")), model=model)
             wall = time.perf_counter() - t0
             result[label] = {
                 "video_s": summary["video_s"], "wall_s": round(wall, 3),

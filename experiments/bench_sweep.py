@@ -36,7 +36,7 @@ def spec(args) -> dict:
     grids = [{"scheme": s, knob: values} for s, knob, values in SCHEMES]
     return {"base": {"video": "default", "trace": str(REPO / "traces" / "lte.csv"),
                      "duration": args.duration, "size": args.size, "fps": 5,
-                     "model": args.model},
+                     "model": args.model, "tuner": "fixed"},
             "grid": grids}
 
 

@@ -1,8 +1,9 @@
 """Per-call time of the tuners' `step` (ms, this CPU, one torch thread): the §VI network
-(its target: < 1 ms per call, issue 12) and the offline lookup, on the tiny mechanics-only
-weights and profile of tests/data/tuner_tiny. Prints one JSON document.
+(its target: < 1 ms per call, issue 12) and the offline lookup, on the weights and stac
+profile shipped for --model (edge/tuners/MODEL.pt, MODEL-stac.csv), or with --tiny on the
+mechanics-only ones of tests/data/tuner_tiny. Prints one JSON document.
 
-    python experiments/bench_tuner.py [--calls 2000]
+    python experiments/bench_tuner.py [--calls 2000] [--model bisenet | --tiny]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from edge.profiles import OfflineTuner, read_profiles
+from edge.tuner import shipped_file
 from edge.tuner_net import NetTuner
 from stac.protocol import Config, Content
 
@@ -42,12 +44,20 @@ def time_calls(tuner, calls: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--model", default="bisenet", help="whose shipped tuners (edge/tuners/)")
+    p.add_argument("--tiny", action="store_true", help="the mechanics-only test files")
     args = p.parse_args()
     torch.set_num_threads(1)
-    net = NetTuner.load(TINY / "nn.pt")
+    if args.tiny:
+        weights, profiles = TINY / "nn.pt", TINY / "profiles.csv"
+    else:
+        weights = shipped_file("nn", args.model)
+        profiles = shipped_file("offline", args.model, "stac")
+    net = NetTuner.load(weights)
+    offline = OfflineTuner(read_profiles(profiles))
     out = {"nn": {**time_calls(net, args.calls), "kflops": net.card["kflops"]},
-           "offline": time_calls(OfflineTuner(read_profiles(TINY / "profiles.csv")),
-                                 args.calls),
+           "offline": {**time_calls(offline, args.calls), "seconds": len(offline.groups)},
+           "weights": str(weights), "profiles": str(profiles),
            "torch": torch.__version__, "threads": 1, "loadavg": os.getloadavg()}
     print(json.dumps(out, indent=2))
 

@@ -111,7 +111,7 @@ def build_spec(args, clips: dict, trace: Path) -> dict:
                 if size:
                     grid["size"] = size
                 grids.append(grid)
-    base = {"trace": str(trace), "model": args.model}
+    base = {"trace": str(trace), "model": args.model, "tuner": "fixed"}  # fixed configurations
     if args.duration is not None:
         base["duration"] = args.duration
     return {"base": base, "grid": grids}

@@ -32,7 +32,8 @@ def main(out: Path) -> None:
                 run_dir = out / "runs" / f"{name}_B{b:g}_fps{fps:g}"
                 run(run_options(dict(trace=str(trace), out=str(run_dir), video=video,
                                      size=(96, 64), duration=3.0, source_fps=10.0,
-                                     scheme="stac", B=b, fps=fps, model="bisenet")))
+                                     scheme="stac", B=b, fps=fps, model="bisenet",
+                                     tuner="fixed")))
                 rows += [r.__class__(**{**r.__dict__, "video": name})
                          for r in rows_from_run(run_dir)]
     write_profiles(rows, out / "profiles.csv")

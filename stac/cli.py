@@ -27,6 +27,9 @@ COMMANDS = {
     "sweep": ("stac.commands.sweep",
               "run a grid of simulations from a TOML spec (process pool or Ray)"),
     "tuner": ("stac.commands.tuner", "the B/fps tuner network (STAC §VI)"),
+    "profile": ("stac.commands.profile",
+                "per-second profiles of a scheme over a grid of its knob and fps "
+                "(STAC §VI offline stage)"),
 }
 COMMAND_MODULES = tuple(module for module, _ in COMMANDS.values())
 

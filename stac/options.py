@@ -98,9 +98,13 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                    help="resize frames to WxH (default: the video's)")
     p.add_argument("--schedule", type=parse_schedule, default={},
                    help="fixed fps changes, e.g. 3:5,6:10 (each starts a new configuration)")
-    p.add_argument("--tuner", default="fixed",
-                   help="the edge's per-second B/fps policy (STAC §VI): fixed (the --schedule), "
-                        "offline:PROFILES.csv, nn:WEIGHTS.pt (default %(default)s)")
+    p.add_argument("--tuner", default="auto",
+                   help="the edge's per-second configuration policy (STAC §VI): auto (the "
+                        "scheme's own: nn for stac, offline for uniform, grace and h264, fixed "
+                        "for the others and under --schedule), fixed (no change but the "
+                        "--schedule), offline[:PROFILES.csv], nn[:WEIGHTS.pt], nn-no-c, nn-no-d, "
+                        "casva-content; without a file, the one shipped for the model in "
+                        "edge/tuners/ (default %(default)s)")
     p.add_argument("--estimator", default="oracle",
                    help="bandwidth estimator the tuner is given: oracle (the next second's "
                         "real bandwidth, §VIII-C) or harmonic[:K] (harmonic mean of the last K "

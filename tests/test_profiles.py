@@ -77,7 +77,12 @@ def test_offline_tuner_picks_the_known_row():
     new = tuner.step(3, 0.0, 250.0, config, Content(second=3, c=1.2, d=0.8))
     assert (new["B"], new["fps"]) == (2.0, 10.0)
     assert tuner.step(3, 0.0, math.nan, config, Content(second=3, c=1.2, d=0.8)) is None
-    assert tuner.step(3, 0.0, 250.0, config, None) is None
+    # without content (h264 measures none): each configuration's mean over the seconds;
+    # (8, 10) averages pa .685 at 115 kbps, (2, 5) .715 at 200, (2, 10) .75 at 350
+    assert (tuner.step(3, 0.0, 150.0, config, None)["B"],
+            tuner.step(3, 0.0, 150.0, config, None)["fps"]) == (8.0, 10.0)
+    assert tuner.step(3, 0.0, 250.0, config, None) is None  # (2, 5): unchanged
+    assert tuner.step(3, 0.0, 400.0, config, None)["fps"] == 10.0
 
 
 def test_profile_file_round_trip_and_errors(tmp_path):

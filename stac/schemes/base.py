@@ -33,7 +33,7 @@ class Stream:
         if any(not v > 0 for v in schedule.values()):
             raise ValueError(f"scheduled fps must be > 0, got {schedule}")
         object.__setattr__(self, "schedule", schedule)
-        if schedule and self.tuner != "fixed":
+        if schedule and self.tuner not in ("fixed", "auto"):
             raise ValueError(f"a fixed fps schedule needs the fixed tuner, not {self.tuner!r}")
 
 

@@ -20,7 +20,8 @@ def _offload(codec: str, params: SchemeParams, stream: Stream,
 
     start = params.config()
     device = OffloadDevice(codec, start, source_fps=stream.source_fps)
-    edge = OffloadEdge(codec, model, start, tuner=make_tuner(stream.tuner, stream.schedule),
+    edge = OffloadEdge(codec, model, start,
+                       tuner=make_tuner(stream.tuner, stream.schedule, params.name, model),
                        frame_size=stream.frame_size)
     return Scheme(name=params.name, device=device, edge=edge, config=start)
 

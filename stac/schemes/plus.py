@@ -64,6 +64,7 @@ class StacPlus(SchemeParams):
                             grid=grid)
         edge = PlusEdge(model, tables, start, allocation=self.allocation,
                         levelmap=self.levelmap, mix_bits=self.mix_bits, map_bits=self.map_bits,
-                        grid=grid, tuner=make_tuner(stream.tuner, stream.schedule),
+                        grid=grid,
+                        tuner=make_tuner(stream.tuner, stream.schedule, self.name, model),
                         frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)

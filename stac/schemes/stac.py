@@ -41,16 +41,17 @@ class Stac(SchemeParams):
     def build(self, stream: Stream, model: StreamingSegmenter) -> Scheme:
         from device.stac_agent import StacDevice
         from edge.stac_agent import StacEdge
-        from edge.tuner import make_tuner
+        from edge.tuner import content_source, make_tuner
         from stac.regions import RegionGrid
 
         tables = _tables(self.name, self.tables, model)
         start = self.config()
         grid = RegionGrid.for_frame(stream.frame_size)  # one region grid, shared by both halves
         device = StacDevice(tables, start, source_fps=stream.source_fps,
-                            frame_size=stream.frame_size, grid=grid)
+                            frame_size=stream.frame_size, grid=grid,
+                            content=content_source(stream.tuner))
         edge = StacEdge(model, tables, start, grid=grid,
-                        tuner=make_tuner(stream.tuner, stream.schedule),
+                        tuner=make_tuner(stream.tuner, stream.schedule, self.name, model),
                         frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
 
@@ -101,6 +102,7 @@ def _one_level(params: Uniform, device_class, stream: Stream,
     start = params.config(level=level)
     device = device_class(tables, start, source_fps=stream.source_fps,
                           frame_size=stream.frame_size, level=level)
-    edge = OffloadEdge(OWN, model, start, tuner=make_tuner(stream.tuner, stream.schedule),
+    edge = OffloadEdge(OWN, model, start,
+                       tuner=make_tuner(stream.tuner, stream.schedule, params.name, model),
                        tables=tables, frame_size=stream.frame_size)
     return Scheme(name=params.name, device=device, edge=edge, config=start)

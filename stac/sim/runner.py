@@ -159,6 +159,7 @@ def _run(options: RunOptions, out: Path, progress: bool, model: StreamingSegment
         "video": str(options.video),
         "video_name": getattr(source, "name", str(options.video)), "trace": str(options.trace),
         "model": options.model, "profile": options.profile, "seed": options.seed,
+        "tuner": getattr(getattr(scheme.edge, "tuner", None), "spec", options.tuner),
         "resolution": [w, h], "source_fps": source.fps, "video_s": result.video_s,
         "sim_time_s": result.sim_time_s, "options": options.to_dict(),
         "gt_cache": {"dir": str(gt.dir), "hits": gt.hits, "misses": gt.misses},
@@ -203,7 +204,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
     return "\n".join([
         f"scheme {summary['scheme']}  model {summary['model']}  profile {summary['profile']}  "
-        f"seed {summary['seed']}",
+        f"seed {summary['seed']}  tuner {summary.get('tuner', 'n/a')}",
         f"frames {summary['frames']}  keyframes {summary['keyframes']}  delivered "
         f"{summary['delivered']}  dropped {summary['dropped']}  "
         f"without result {summary['frames_without_result']}",

@@ -14,7 +14,8 @@ HERE = Path(__file__).resolve().parent
 OUTPUTS = HERE / "outputs"
 REPO = HERE.parent.parent
 
-#: name -> `stac-sim run` options (the default clip at a quarter of its size, shipped model).
+#: name -> `stac-sim run` options (the default clip at a quarter of its size, shipped model,
+#: tuner fixed: the configuration of each run never changes but by its schedule).
 #: Scheme parameters use their `stac-sim run` names.
 RUNS: dict[str, dict] = {
     "h264": dict(scheme="h264", qp=30, fps=5.0, duration=1.6),
@@ -47,7 +48,7 @@ def run_reference(name: str, out: Path, tmp: Path) -> Path:
     params = dict(RUNS[name])
     trace = trace_path(params.pop("trace", "lte"), tmp)
     options = run_options(dict(params, trace=str(trace), out=str(out), size=SIZE,
-                               model=MODEL, use_cache=False, seed=0))
+                               model=MODEL, use_cache=False, seed=0, tuner="fixed"))
     run(options)
     return out
 
