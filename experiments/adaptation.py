@@ -50,7 +50,7 @@ from stac.experiment.adaptation import (
     run_metrics,
     segments_table,
 )
-from stac.experiment.runs import run_dir
+from stac.experiment.runs import is_done, read_row, run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tuner_tiny"
@@ -93,8 +93,9 @@ class Setup:
     """The shared preparation: traces, segments, the looped clip, the sweep folder."""
 
     def __init__(self, cfg: Config, work: Path, workers: int, progress: bool = False,
-                 sweep_name: str = "sweep"):
+                 sweep_name: str = "sweep", collect: bool = False):
         self.cfg, self.work, self.workers, self.progress = cfg, work, workers, progress
+        self.collect = collect
         self.factor = pixel_factor(cfg.size)
         self.sweep_dir = work / sweep_name
         self.fps = clip_fps(cfg.video, cfg.source_fps)
@@ -123,7 +124,12 @@ class Setup:
             for label, params in labelled.items():
                 one = adaptive_spec([seg], [params], self.base, self.factor)
                 items.append({"label": label, "run_id": plan(one, self.sweep_dir)[0]["run_id"]})
-        runs = sweep(spec, self.sweep_dir, workers=self.workers, progress=self.progress)
+        if self.collect:  # only the runs already done, nothing started
+            done = [t for t in plan(spec, self.sweep_dir) if is_done(self.sweep_dir, t["run_id"])]
+            runs = pd.DataFrame([read_row(self.sweep_dir, t["run_id"]) for t in done]) \
+                if done else pd.DataFrame(columns=["run_id", "status", "trace", "trace_start"])
+        else:
+            runs = sweep(spec, self.sweep_dir, workers=self.workers, progress=self.progress)
         runs = attach_segments(runs, segments)
         failed = runs[runs["status"] != "ok"]
         for _, r in failed.iterrows():
@@ -347,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", default="sweep",
                    help="the sweep folder's name in --work (one sweep at a time per folder; "
                         "default %(default)s)")
+    p.add_argument("--collect", action="store_true",
+                   help="start no run: tabulate and plot the runs already done")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work = (args.work or ROOT / "out" / "adaptation" / args.config).resolve()
     args.out = args.out or ROOT / "experiments" / "figures" / "adaptation" / args.config
     t0 = time.perf_counter()
-    setup = Setup(cfg, args.work, args.workers, args.progress, args.sweep)
+    setup = Setup(cfg, args.work, args.workers, args.progress, args.sweep, args.collect)
     COMMANDS[args.figure](args, setup)
     print(f"{args.figure}: outputs in {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0
