@@ -181,8 +181,8 @@ def test_small_fig12_runs_end_to_end(repo_root, tmp_path, shared_data):
     assert sorted(runs["label"]) == ["fixed B4 fps2.5", "fixed B4 fps5", "h264", "stac"]
     assert (out / "fig12_distributions.png").stat().st_size > 1000
     seg = record["segments"][0]
-    factor = record["factor"]
-    assert factor == pytest.approx(96 * 64 / (2048 * 1040))
+    factor = record["factor"]["lte"]  # the small config's rule: the pixel ratio
+    assert factor == pytest.approx(96 * 64 / (2048 * 1040)) == record["pixel_factor"]
     # the runs saw the segment's bandwidth, scaled: seconds.csv against the trace itself
     trace = load_trace(seg["trace"])
     for rid in runs["run_id"]:
