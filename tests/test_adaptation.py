@@ -135,7 +135,7 @@ def test_run_metrics_on_a_hand_made_run(tmp_path):
     assert m["overshoot_frac"] == 0.25  # second 1 (300 > 105); 104 is within 5%
     assert m["dropped_key_frac"] == 0.25  # one of four keyframes
     assert m["binding_frac"] == 0.75  # the 1000 kbps second does not bind
-    assert m["utilisation_binding"] == pytest.approx((0.5 + 3.0 + 1.04) / 3)
+    assert m["utilisation_binding"] == pytest.approx((100 + 300 + 104) / (200 + 100 + 100))
     assert m["age_mean"] == pytest.approx(np.mean([0, .5, 1, 1.5, 0, .5, 0, .5]))
     assert m["changes"] == 2  # B at second 2, fps at second 3
     assert m["B_mean"] == 3.0 and m["delay_mean"] == pytest.approx(0.1)

@@ -264,7 +264,7 @@ def run_metrics(run: RunResult, binding_kbps: float) -> dict[str, float]:
         "dropped_key_frac": float(f.loc[keys, "dropped"].astype(bool).mean())
         if keys.any() else math.nan,
         "binding_frac": float(binds.mean()),
-        "utilisation_binding": float((bit[binds] / bw[binds]).mean()) if binds.any()
+        "utilisation_binding": float(bit[binds].sum() / bw[binds].sum()) if binds.any()
         else math.nan,
         "delay_mean": float(f["delay_s"].mean()), "delay_p95": float(f["delay_s"].quantile(.95)),
         "age_mean": float(age.mean()), "age_p95": float(age.quantile(0.95)),
