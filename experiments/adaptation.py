@@ -31,6 +31,7 @@ import pandas as pd
 
 from stac.experiment import open_run, plan, sweep
 from stac.experiment.adaptation import (
+    FAMILIES,
     RULES,
     Segment,
     adaptive_spec,
@@ -118,10 +119,11 @@ class Setup:
     def segments(self, seed_offset: int = 0) -> list[Segment]:
         """`per_family` seeded segments of every family (the evaluation traces)."""
         out = []
-        for i, fam in enumerate(self.cfg.families):
-            traces = import_family(fam, self.work / "traces")
+        for fam in self.cfg.families:  # a family's seed is its place in FAMILIES, so
+            traces = import_family(fam, self.work / "traces")  # --families picks the same
             out += pick_segments(fam, traces, self.cfg.per_family, self.cfg.seconds,
-                                 seed=self.cfg.seed + 1000 * seed_offset + i,
+                                 seed=self.cfg.seed + 1000 * seed_offset
+                                 + list(FAMILIES).index(fam),
                                  min_kbps=self.cfg.min_kbps / self.factor[fam])
         return out
 
