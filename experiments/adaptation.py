@@ -31,12 +31,15 @@ import pandas as pd
 
 from stac.experiment import open_run, plan, sweep
 from stac.experiment.adaptation import (
+    FAMILIES,
+    RULES,
     Segment,
     adaptive_spec,
     attach_segments,
     best_fixed,
     binding_kbps,
     clip_fps,
+    family_factor,
     fps_curves,
     frames_table,
     import_family,
@@ -50,7 +53,7 @@ from stac.experiment.adaptation import (
     run_metrics,
     segments_table,
 )
-from stac.experiment.runs import run_dir
+from stac.experiment.runs import is_done, read_row, run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tuner_tiny"
@@ -75,12 +78,15 @@ class Config:
     estimator: str = "harmonic"
     seed: int = 0
     min_kbps: float = 10.0  # skip trace files whose scaled mean is below (dead links)
+    rule: str = "paper"  # the trace scale: "pixel" ratio, or "paper" (pixel ratio x the
+    # paper's family mean / this dataset's; docs/traces.md)
 
 
 CONFIGS = {
     "small": Config(video="default", size=(96, 64), source_fps=10.0, seconds=2.0, per_family=1,
                     families=("lte", "fcc"), trajectory_s=4.0, fixed_B=(4.0,),
-                    fixed_fps=(2.5, 5.0), start_B=4.0, start_fps=5.0, min_kbps=0.5),
+                    fixed_fps=(2.5, 5.0), start_B=4.0, start_fps=5.0, min_kbps=0.5,
+                    rule="pixel"),
     "full": Config(video="default", size=(480, 204), source_fps=None, seconds=30.0,
                    per_family=2, families=("lte", "fcc", "3g", "wifi"), trajectory_s=100.0,
                    fixed_B=(1.0, 4.0, 16.0), fixed_fps=(2.0, 5.0, 10.0), start_B=4.0,
@@ -93,9 +99,10 @@ class Setup:
     """The shared preparation: traces, segments, the looped clip, the sweep folder."""
 
     def __init__(self, cfg: Config, work: Path, workers: int, progress: bool = False,
-                 sweep_name: str = "sweep"):
+                 sweep_name: str = "sweep", collect: bool = False):
         self.cfg, self.work, self.workers, self.progress = cfg, work, workers, progress
-        self.factor = pixel_factor(cfg.size)
+        self.collect = collect
+        self.factor = {fam: self.scale(fam) for fam in cfg.families}
         self.sweep_dir = work / sweep_name
         self.fps = clip_fps(cfg.video, cfg.source_fps)
         longest = max(cfg.seconds, cfg.trajectory_s)
@@ -103,14 +110,21 @@ class Setup:
         self.base = {"video": str(self.clip), "source_fps": self.fps, "model": cfg.model,
                      "estimator": cfg.estimator, "seed": cfg.seed}
 
+    def scale(self, family: str) -> float:
+        """The trace scale of `family` under the configured rule."""
+        traces = import_family(family, self.work / "traces") if self.cfg.rule == "paper" \
+            else []
+        return family_factor(family, self.cfg.size, traces, self.cfg.rule)
+
     def segments(self, seed_offset: int = 0) -> list[Segment]:
         """`per_family` seeded segments of every family (the evaluation traces)."""
         out = []
-        for i, fam in enumerate(self.cfg.families):
-            traces = import_family(fam, self.work / "traces")
+        for fam in self.cfg.families:  # a family's seed is its place in FAMILIES, so
+            traces = import_family(fam, self.work / "traces")  # --families picks the same
             out += pick_segments(fam, traces, self.cfg.per_family, self.cfg.seconds,
-                                 seed=self.cfg.seed + 1000 * seed_offset + i,
-                                 min_kbps=self.cfg.min_kbps / self.factor)
+                                 seed=self.cfg.seed + 1000 * seed_offset
+                                 + list(FAMILIES).index(fam),
+                                 min_kbps=self.cfg.min_kbps / self.factor[fam])
         return out
 
     def run(self, segments: list[Segment], labelled: dict[str, dict[str, Any]]
@@ -123,7 +137,12 @@ class Setup:
             for label, params in labelled.items():
                 one = adaptive_spec([seg], [params], self.base, self.factor)
                 items.append({"label": label, "run_id": plan(one, self.sweep_dir)[0]["run_id"]})
-        runs = sweep(spec, self.sweep_dir, workers=self.workers, progress=self.progress)
+        if self.collect:  # only the runs already done, nothing started
+            done = [t for t in plan(spec, self.sweep_dir) if is_done(self.sweep_dir, t["run_id"])]
+            runs = pd.DataFrame([read_row(self.sweep_dir, t["run_id"]) for t in done]) \
+                if done else pd.DataFrame(columns=["run_id", "status", "trace", "trace_start"])
+        else:
+            runs = sweep(spec, self.sweep_dir, workers=self.workers, progress=self.progress)
         runs = attach_segments(runs, segments)
         failed = runs[runs["status"] != "ok"]
         for _, r in failed.iterrows():
@@ -241,6 +260,7 @@ def cmd_fig12(args, setup: Setup) -> None:
     adapt = table[~table["label"].str.startswith("fixed ")]
     summary = family_summary(adapt) if len(adapt) else pd.DataFrame()
     record: dict[str, Any] = {"config": asdict(cfg), "factor": setup.factor,
+                              "pixel_factor": pixel_factor(cfg.size),
                               "binding_kbps": binding_of(args, setup),
                               "tuners": {s: labelled[s]["tuner"] for s in args.schemes},
                               "segments": segments_table(segments, setup.factor)
@@ -264,18 +284,20 @@ def cmd_fig13(args, setup: Setup) -> None:
     """A trajectory of `trajectory_s` seconds on one segment of the first family."""
     cfg = setup.cfg
     fam = args.family or cfg.families[0]
+    setup.factor.setdefault(fam, setup.scale(fam))
     traces = import_family(fam, setup.work / "traces")
     seg = pick_segments(fam, traces, 1, cfg.trajectory_s, seed=cfg.seed + 77,
-                        min_kbps=cfg.min_kbps / setup.factor)[0]
+                        min_kbps=cfg.min_kbps / setup.factor[fam])[0]
     tuner = args.tuners.get("stac", SMALL_TUNERS["stac"])
     runs = setup.run([seg], {"stac": adaptive(cfg, "stac", tuner)})
     result = open_run(run_dir(setup.sweep_dir, runs["run_id"].iloc[0]))
     m = run_metrics(result, binding_of(args, setup))
-    title = f"stac ({tuner.split(':')[0]}, {cfg.estimator}) on {seg.name} x{setup.factor:.4f}"
+    title = (f"stac ({tuner.split(':')[0]}, {cfg.estimator}) on {seg.name} "
+             f"x{setup.factor[fam]:.4f}")
     save(args.out, "fig13_trajectory", result.seconds,
          fig=plot_trajectory(result.seconds, title),
          record={"segment": asdict(seg), "clip": str(setup.clip), "tuner": tuner,
-                 "factor": setup.factor, "metrics": m})
+                 "factor": setup.factor[fam], "rule": cfg.rule, "metrics": m})
 
 
 def cmd_fig15c(args, setup: Setup) -> None:
@@ -325,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--families", nargs="+", default=None, help="lte fcc 3g wifi")
     p.add_argument("--trajectory-s", type=float, default=None, help="Fig. 13's length")
     p.add_argument("--estimator", default=None, help="(default: the config's, harmonic)")
+    p.add_argument("--rule", choices=RULES, default=None,
+                   help="trace scale: pixel ratio, or paper (pixel ratio x the paper's family "
+                        "mean / this dataset's) (default: the config's)")
     p.add_argument("--schemes", nargs="*", default=["stac", "uniform", "grace", "h264"],
                    help="Fig. 12's schemes (default %(default)s)")
     p.add_argument("--tuner", dest="tuners", action="append", default=[],
@@ -347,12 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", default="sweep",
                    help="the sweep folder's name in --work (one sweep at a time per folder; "
                         "default %(default)s)")
+    p.add_argument("--collect", action="store_true",
+                   help="start no run: tabulate and plot the runs already done")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     cfg = CONFIGS[args.config]
     overrides = {k: getattr(args, k) for k in ("video", "seconds", "per_family",
-                                                "trajectory_s", "estimator")
+                                                "trajectory_s", "estimator", "rule")
                  if getattr(args, k) is not None}
     if args.size:
         overrides["size"] = tuple(int(v) for v in args.size.lower().split("x"))
@@ -365,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work = (args.work or ROOT / "out" / "adaptation" / args.config).resolve()
     args.out = args.out or ROOT / "experiments" / "figures" / "adaptation" / args.config
     t0 = time.perf_counter()
-    setup = Setup(cfg, args.work, args.workers, args.progress, args.sweep)
+    setup = Setup(cfg, args.work, args.workers, args.progress, args.sweep, args.collect)
     COMMANDS[args.figure](args, setup)
     print(f"{args.figure}: outputs in {args.out} ({time.perf_counter() - t0:.0f} s)")
     return 0

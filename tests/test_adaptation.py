@@ -15,11 +15,14 @@ import pandas as pd
 import pytest
 
 from stac.experiment.adaptation import (
+    PAPER_MEAN_KBPS,
     Segment,
     adaptive_spec,
     attach_segments,
     best_fixed,
     binding_kbps,
+    family_factor,
+    family_mean_kbps,
     fps_curves,
     looped_clip,
     pick_segments,
@@ -35,6 +38,20 @@ def test_pixel_factor_is_the_pixel_ratio_to_the_papers_stream():
     assert pixel_factor((2048, 1040)) == 1.0
     assert math.isclose(pixel_factor((480, 270)), 129600 / 2129920)
     assert math.isclose(pixel_factor((480, 204)), 0.0459735576923)
+
+
+def test_paper_rule_gives_the_family_the_papers_mean_at_the_frame_size(tmp_path):
+    a = save_trace(Trace(np.array([0.0, 10.0]), np.array([1000.0, 3000.0]), end_s=20.0),
+                   tmp_path / "a.csv")
+    b = save_trace(Trace(np.array([0.0]), np.array([500.0]), end_s=60.0), tmp_path / "b.csv")
+    mean = (1000 * 10 + 3000 * 10 + 500 * 60) / 80  # time-weighted over both files
+    assert family_mean_kbps([a, b]) == pytest.approx(mean)
+    size = (480, 204)
+    assert family_factor("fcc", size, [a, b], "pixel") == pixel_factor(size)
+    paper = family_factor("fcc", size, [a, b], "paper")
+    assert paper * mean == pytest.approx(PAPER_MEAN_KBPS["fcc"] * pixel_factor(size))
+    with pytest.raises(ValueError, match="unknown scaling rule 'area'"):
+        family_factor("fcc", size, [a], "area")
 
 
 @pytest.fixture()
@@ -71,6 +88,8 @@ def test_spec_and_segment_labels(traces):
     assert spec["base"] == {"video": "v"} and len(spec["grid"]) == 4
     assert spec["grid"][2] == {"trace": str(traces[0]), "trace_start": 3.0,
                                "trace_scale": 0.05, "duration": 30.0, "scheme": "h264"}
+    per_family = adaptive_spec(segs, [{"scheme": "h264"}], {}, {"x": 0.1, "y": 0.2})
+    assert [g["trace_scale"] for g in per_family["grid"]] == [0.1, 0.2]
     runs = pd.DataFrame({"trace": [str(traces[1]), str(traces[0]), "other.csv"],
                          "trace_start": [7, 3, 3]})
     out = attach_segments(runs, segs)
@@ -116,7 +135,7 @@ def test_run_metrics_on_a_hand_made_run(tmp_path):
     assert m["overshoot_frac"] == 0.25  # second 1 (300 > 105); 104 is within 5%
     assert m["dropped_key_frac"] == 0.25  # one of four keyframes
     assert m["binding_frac"] == 0.75  # the 1000 kbps second does not bind
-    assert m["utilisation_binding"] == pytest.approx((0.5 + 3.0 + 1.04) / 3)
+    assert m["utilisation_binding"] == pytest.approx((100 + 300 + 104) / (200 + 100 + 100))
     assert m["age_mean"] == pytest.approx(np.mean([0, .5, 1, 1.5, 0, .5, 0, .5]))
     assert m["changes"] == 2  # B at second 2, fps at second 3
     assert m["B_mean"] == 3.0 and m["delay_mean"] == pytest.approx(0.1)
@@ -162,8 +181,8 @@ def test_small_fig12_runs_end_to_end(repo_root, tmp_path, shared_data):
     assert sorted(runs["label"]) == ["fixed B4 fps2.5", "fixed B4 fps5", "h264", "stac"]
     assert (out / "fig12_distributions.png").stat().st_size > 1000
     seg = record["segments"][0]
-    factor = record["factor"]
-    assert factor == pytest.approx(96 * 64 / (2048 * 1040))
+    factor = record["factor"]["lte"]  # the small config's rule: the pixel ratio
+    assert factor == pytest.approx(96 * 64 / (2048 * 1040)) == record["pixel_factor"]
     # the runs saw the segment's bandwidth, scaled: seconds.csv against the trace itself
     trace = load_trace(seg["trace"])
     for rid in runs["run_id"]:

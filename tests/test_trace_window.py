@@ -97,6 +97,7 @@ def steps_csv(tmp_path):
 def test_run_sees_the_scaled_offset_trace(tmp_path, steps_csv, tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("STAC_CACHE", str(tmp_path / "cache"))
     common = ["run", "--trace", str(steps_csv), "--scheme", "h264", "--duration", "4",
+              "--tuner", "fixed",
               "--model", str(tiny_checkpoint), "--size", "96x64", "--threads", "1"]
     assert main([*common, "--out", str(tmp_path / "plain")]) == 0
     assert main([*common, "--trace-scale", "0.25", "--trace-start", "7",
@@ -113,6 +114,7 @@ def test_run_sees_the_scaled_offset_trace(tmp_path, steps_csv, tiny_checkpoint, 
 def test_run_with_a_start_past_the_end_fails_clearly(tmp_path, steps_csv, tiny_checkpoint,
                                                      capsys):
     rc = main(["run", "--trace", str(steps_csv), "--trace-start", "12", "--duration", "1",
+               "--tuner", "fixed",
                "--scheme", "h264", "--model", str(tiny_checkpoint), "--size", "96x64",
                "--out", str(tmp_path / "o")])
     assert rc == 2
