@@ -304,7 +304,7 @@ def train(tables: Tables, trace_root: str | Path, updates: int = 300, envs: int 
         "traces_val": [f"{t.family}/{t.name}" for t in val_tr],
         "final_train_reward": float(np.mean([h["reward"] for h in history[-10:]])),
         "validation": val, "wall_s": round(time.perf_counter() - t0, 1),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     policy.card = dict(result)
     if curve is not None:

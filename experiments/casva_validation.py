@@ -74,6 +74,8 @@ def main() -> None:
     p.add_argument("--policy", type=Path, default=SHIPPED)
     p.add_argument("--tables", type=Path, default=SHIPPED.parent / "casva_tables.csv")
     p.add_argument("--per-family", type=int, default=1)
+    p.add_argument("--clips", default=",".join(CLIPS), help="comma list of the clips")
+    p.add_argument("--families", default=None, help="comma list (default: every family)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -82,12 +84,15 @@ def main() -> None:
     tables = read_tables(args.tables)
     grids, meta = [], {}
     for family, name, kbps in windows(policy, args.per_family, args.seed):
+        if args.families and family not in args.families.split(","):
+            continue
         path = (args.out / f"{family}_{name}.csv").resolve()
         clip_kbps = kbps[WINDOW:]
         save_trace(Trace(np.arange(len(clip_kbps), dtype=float), clip_kbps, name=name,
                          end_s=float(len(clip_kbps))), path,
                    comment=f"{family}/{name} x {TRACE_SCALE:.4f} (pixel ratio), a window")
-        for clip, (video, size) in CLIPS.items():
+        for clip in args.clips.split(","):
+            video, size = CLIPS[clip]
             video = video.format(data=data_root())
             v = tables.videos.index(clip)  # the tables name the clips as CLIPS does
             cell = tables.knobs(hindsight_cell(tables, v, kbps, CLIP_S[clip]))

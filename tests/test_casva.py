@@ -1,0 +1,203 @@
+"""Scheme `casva` (issue 17): resolution changes decode and are scored at full resolution,
+the table-replay environment's dynamics, deterministic PPO training, the shipped policy
+(loads, reacts to a halved bandwidth, its card's validation numbers re-checked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from device.offload import OffloadDevice, scaled_size
+from edge.casva_env import (
+    MAX_QUEUE_S,
+    CasvaEnv,
+    SecondTrace,
+    Tables,
+    read_tables,
+    recording,
+    split_traces,
+)
+from edge.casva_policy import SHIPPED, CasvaPolicy, CasvaTuner, train, validation
+from edge.models.base import segment
+from edge.models.registry import resolve_model
+from edge.offload import OffloadEdge, nal_types
+from stac.codec.labels import decode_labels
+from stac.codec.reference import X264Decoder
+from stac.frames import open_source
+from stac.protocol import Config
+from stac.schemes import make_scheme
+from stac.schemes.base import Stream
+
+TABLES = SHIPPED.parent / "casva_tables.csv"
+
+
+def _frames(n: int, size=(96, 64)) -> list[np.ndarray]:
+    src = open_source("default", size=size)
+    return [f.rgb for f, _ in zip(src, range(n), strict=False)]
+
+
+def test_scaled_size_even_and_full_at_one():
+    assert scaled_size((480, 204), 1.0) == (480, 204)
+    assert scaled_size((480, 204), 0.5) == (240, 102)
+    assert scaled_size((480, 270), 0.75) == (360, 202)
+    with pytest.raises(ValueError, match="scale"):
+        scaled_size((480, 270), 0.0)
+
+
+def test_resolution_change_decodes_and_is_scored_at_full_resolution():
+    """At scale 0.5 the keyframe is a half-size x264 frame; the edge segments it and returns
+    labels upsampled (nearest) to the full frame; a change to scale 1 starts a new stream
+    (SPS + IDR) at full size."""
+    model = resolve_model("untrained:bisenet")
+    frames = _frames(3)
+    scheme = make_scheme("casva", {"scale": 0.5, "qp": 28, "fps": 25.0})
+    built = scheme.build(Stream(source_fps=25.0, frame_size=(96, 64)), model)
+    device, edge = built.device, built.edge
+    assert isinstance(device, OffloadDevice) and isinstance(edge, OffloadEdge)
+    key = device.on_frame(0, 0.0, frames[0]).keyframe
+    small = X264Decoder().decode(key.payload)
+    assert small.shape == (32, 48, 3)
+    out = edge.on_keyframe(key)
+    labels = decode_labels(out.feedback.segmentation)
+    assert labels.shape == (64, 96)
+    own, _ = segment(model, small, model.initial_state())
+    assert np.array_equal(labels, cv2.resize(own, (96, 64), interpolation=cv2.INTER_NEAREST))
+
+    device.on_config(built.config.replace(0.04, scale=1.0))
+    key = device.on_frame(1, 0.04, frames[1]).keyframe
+    assert 7 in nal_types(key.payload)  # a new stream at the new size
+    assert X264Decoder().decode(key.payload).shape == (64, 96, 3)
+    assert decode_labels(edge.on_keyframe(key).feedback.segmentation).shape == (64, 96)
+
+
+def test_casva_scheme_passes_conformance_at_a_reduced_resolution(tmp_path, repo_root):
+    from stac.schemes.conformance import check_scheme
+
+    check_scheme("casva", tmp_path, repo_root / "traces" / "lte.csv",
+                 params={"scale": 0.5, "qp": 32}, emulate=False)
+
+
+def _hand_tables() -> Tables:
+    """Two cells per knob: bits halve with each step down the lists, PA drops by 0.1."""
+    scales, fps, qps = (1.0, 0.5), (2.0, 10.0), (24, 40)
+    r = np.array([1.0, 0.25])[:, None, None]
+    f = np.array([0.4, 1.0])[None, :, None]
+    q = np.array([1.0, 0.5])[None, None, :]
+    bits = np.broadcast_to(400 * r * f * q, (1, 4, 2, 2, 2)).copy()
+    pa = np.broadcast_to(0.9 - 0.1 * (r < 1) - 0.1 * (f < 1) - 0.1 * (q < 1),
+                         (1, 4, 2, 2, 2)).copy()
+    return Tables(("v",), (4,), scales, fps, qps, bits, pa)
+
+
+def test_env_delay_queue_and_drops_follow_the_link():
+    """400 kbit segments on a 200 kbps link: 1 s beyond the segment, then 2 s (a queue);
+    a change of configuration drops the queued keyframes; the queue is capped."""
+    tables = _hand_tables()
+    env = CasvaEnv(tables, [SecondTrace("f", "t", np.full(60, 200.0))], 1, 3,
+                   np.random.default_rng(0))
+    env.reset(np.full((1, 11), 200.0), np.array([0]), np.array([0]))
+    top = np.array([[0, 1, 0]])  # scale 1, 10 fps, QP 24: 400 kbit
+    _, r1, i1 = env.step(top)
+    _, r2, i2 = env.step(top)
+    assert i1["bits"][0] == 400 and i1["delay"][0] == pytest.approx(1.0)
+    assert i2["delay"][0] == pytest.approx(2.0) and i2["dropped"][0] == 0
+    assert r2[0] == pytest.approx(0.9 - 0.5 * 2.0)
+    _, _, i3 = env.step(np.array([[1, 1, 1]]))  # 50 kbit: the 400 kbit queue is dropped
+    assert i3["dropped"][0] == pytest.approx(400 / (400 / 10))
+    assert i3["delay"][0] == 0 and i3["pa"][0] == pytest.approx(0.7)
+    env.reset(np.full((1, 11), 10.0), np.array([0]), np.array([0]))
+    for _ in range(3):
+        _, _, info = env.step(top)
+    assert env.backlog[0] <= MAX_QUEUE_S * 10.0 + 1e-9 and info["dropped"][0] > 0
+
+
+def test_split_keeps_recordings_on_one_side_per_family():
+    traces = [SecondTrace("fcc", f"trace_{i}_x_part{p}.log", np.ones(60))
+              for i in range(6) for p in range(3)]
+    traces += [SecondTrace("lte", f"{n}.{d}", np.ones(60)) for n in "ab" for d in ("up", "down")]
+    train_tr, val_tr = split_traces(traces)
+    assert {recording(t.name) for t in train_tr}.isdisjoint({recording(t.name) for t in val_tr})
+    assert {t.family for t in val_tr} == {"fcc", "lte"}
+
+
+def test_training_is_deterministic_with_a_seed():
+    tables = _hand_tables()
+    rng = np.random.default_rng(3)
+    traces = [SecondTrace(fam, f"{fam}{i}", rng.uniform(20, 600, 80))
+              for fam in ("a", "b") for i in range(5)]
+    p1, r1 = train(tables, None, updates=2, envs=8, seed=5, traces=traces)
+    p2, r2 = train(tables, None, updates=2, envs=8, seed=5, traces=traces)
+    for a, b in zip(p1.net.state_dict().values(), p2.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert r1["validation"] == r2["validation"]
+
+
+def _settle(tuner: CasvaTuner, tables: Tables, config: Config, bandwidths, video: int = 0):
+    """Run `tuner` second by second, fed the tables' bits of its own choices; the grid
+    indices in force after each second."""
+    policy = tuner.policy
+    out = []
+    for second, bw in enumerate(bandwidths):
+        idx = tuple(policy.indices(config))
+        bits = float(tables.bits[video, 1 + second % (tables.seconds[video] - 1)][idx])
+        config = tuner.step(second, bits, float(bw), config, None) or config
+        out.append(tuple(policy.indices(config)))
+    return out
+
+
+def test_shipped_policy_changes_configuration_when_the_bandwidth_halves():
+    """Settled for 8 s at a bandwidth, then 8 s at half of it: the policy never moves to a
+    costlier configuration, and at most of the bandwidths it changes configuration."""
+    policy = CasvaPolicy.load(SHIPPED)
+    tables = read_tables(TABLES)
+    cost = tables.mean_bits().reshape(policy.grid)
+    changes = 0
+    bandwidths = (800.0, 400.0, 200.0, 100.0, 50.0)
+    for bw in bandwidths:
+        start = Config.of({"qp": 30.0, "scale": 1.0, "fps": 10.0})
+        chosen = _settle(CasvaTuner(policy), tables, start, [bw] * 8 + [bw / 2] * 8)
+        before, after = chosen[7], chosen[-1]
+        assert cost[after] <= cost[before], (bw, before, after)
+        changes += before != after
+    assert changes >= len(bandwidths) // 2 + 1
+
+
+@pytest.mark.slow
+def test_casva_run_changes_configuration_when_the_bandwidth_halves(tmp_path):
+    """`stac-sim run --scheme casva --tuner casva-rl` over a trace that halves after 4 s:
+    the scale, fps and QP in seconds.csv after the halving differ from before it."""
+    import pandas as pd
+
+    from stac.sim.runner import RunOptions, run
+    from stac.traces import Trace, save_trace
+
+    trace = save_trace(Trace(np.array([0.0, 4.0]), np.array([200.0, 100.0]), name="halving",
+                             end_s=60.0), tmp_path / "halving.csv")
+    run(RunOptions(trace=str(trace), out=str(tmp_path / "run"), scheme=make_scheme("casva"),
+                   size=(480, 204), duration=8.0, tuner="casva-rl", use_cache=False))
+    sec = pd.read_csv(tmp_path / "run" / "seconds.csv").set_index("second")
+    knobs = ["scale", "fps", "qp"]
+    assert tuple(sec.loc[3, knobs]) != tuple(sec.loc[7, knobs])
+
+
+def test_shipped_policy_card_numbers_recheck():
+    """The card's validation numbers come out again from the shipped policy and tables."""
+    from edge.casva_env import load_families
+    from stac.data import data_root
+
+    root = data_root() / "traces"
+    if not root.exists():
+        pytest.skip(f"no real traces under {root}")
+    policy = CasvaPolicy.load(SHIPPED)
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert card == policy.card
+    _, val = split_traces(load_families(root))
+    assert [f"{t.family}/{t.name}" for t in val] == card["traces_val"]
+    again = validation(read_tables(TABLES), val, policy, card["seed"])
+    assert again == card["validation"]
+    assert Path(SHIPPED).stat().st_size < 200_000
