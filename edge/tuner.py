@@ -30,8 +30,10 @@ from stac.protocol import Config, Content
 #: the tuner of `stac-sim run` when `--tuner` is not given: the scheme's own (SCHEME_TUNERS)
 DEFAULT_TUNER = "auto"
 #: each scheme's default tuner (`auto`): STAC's network (§VI), profile lookup for the
-#: baselines (the paper's treatment of GRACE+ and AccMPEG, §VIII-C); others stay fixed
-SCHEME_TUNERS = {"stac": "nn", "uniform": "offline", "grace": "offline", "h264": "offline"}
+#: baselines (the paper's treatment of GRACE+ and AccMPEG, §VIII-C), CASVA's own learned
+#: policy (§VIII-A); others stay fixed
+SCHEME_TUNERS = {"stac": "nn", "uniform": "offline", "grace": "offline", "h264": "offline",
+                 "accmpeg": "offline", "casva": "casva-rl"}
 #: shipped tuner weights (MODEL.pt, MODEL-nn-no-c.pt, ...) and lookup profiles (MODEL-SCHEME.csv)
 TUNER_DIR = Path(__file__).resolve().parent / "tuners"
 NETWORKS = ("nn", "nn-no-c", "nn-no-d", "casva-content")
@@ -117,7 +119,7 @@ def resolve_spec(spec: str, schedule: Mapping[int, float] | None = None, scheme:
     name, _, arg = spec.partition(":")
     if name == "auto" and not arg:
         name = "fixed" if schedule else SCHEME_TUNERS.get(scheme, "fixed")
-        if name != "fixed":
+        if name in ("offline", *NETWORKS):
             try:
                 shipped_file(name, model, scheme)
             except TunerFileError as e:

@@ -8,7 +8,7 @@ quality pair (qp, qp + 10) x fps on the two real clips, one profile row per seco
 
 A sweep on the experiment library (resumable: a rerun skips finished runs) over a constant
 wide trace (every keyframe arrives: the profile measures compression, not drops). Writes
-OUT_DIR/profiles.csv; the shipped profile is edge/tuner_profiles/accmpeg_bisenet.csv.
+OUT_DIR/profiles.csv; the shipped profile is edge/tuners/bisenet-accmpeg.csv.
 """
 
 from __future__ import annotations

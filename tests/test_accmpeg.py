@@ -191,7 +191,7 @@ def test_train_command_resumes_and_writes_a_card(tmp_path, dataset, one_thread, 
     assert "nowhere" in capsys.readouterr().err
 
 
-PROFILE = WEIGHTS.parent.parent.parent / "edge" / "tuner_profiles" / "accmpeg_bisenet.csv"
+PROFILE = WEIGHTS.parent.parent.parent / "edge" / "tuners" / "bisenet-accmpeg.csv"
 
 
 def test_shipped_profile_drives_the_quality_pair_and_fps():

@@ -90,3 +90,13 @@ def test_shipped_lookup_profiles_are_what_their_name_says(path):
     assert {r.video for r in rows} == {"bikes", "solidWhiteRight"}
     committed = REPO / "experiments" / "figures" / "profiles" / f"{scheme}_{model}.csv"
     assert committed.read_text() == path.read_text()
+
+
+def test_auto_gives_each_baseline_its_own_adaptation():
+    """Issue 17: `auto` is CASVA's learned policy for `casva` (whatever the model) and the
+    §VIII-C lookup for `accmpeg` where its profile is shipped."""
+    from edge.casva_policy import CasvaTuner
+
+    assert isinstance(make_tuner("auto", scheme="casva", model="dabnet"), CasvaTuner)
+    assert isinstance(make_tuner("auto", scheme="accmpeg", model="bisenet"), OfflineTuner)
+    assert make_tuner("auto", scheme="jpeg", model="dabnet").name == "fixed"
