@@ -12,7 +12,6 @@ dropped keyframe.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.profiles import ProfileError
+from edge.profiles import ProfileError, full_seconds
 
 #: the grid: resolution scales (of the 480-pixel-wide clip), keyframe rates, x264 QPs
 SCALES = (1.0, 0.75, 0.5)
@@ -64,19 +63,10 @@ class Tables:
 
 def tables_from_runs(run_dirs: Iterable[str | Path]) -> list[dict]:
     """Table rows of finished fixed-configuration `casva` runs: one per full second with an
-    accuracy. (Not `edge.profiles.rows_from_run`: that keeps only seconds with content
-    metrics c, d, which plain-offloading devices do not compute.)"""
-    import pandas as pd
-
+    accuracy, keyed by all three of CASVA's knobs (a `ProfileRow` has one knob and fps)."""
     out = []
     for d in run_dirs:
-        d = Path(d)
-        try:
-            summary = json.loads((d / "summary.json").read_text())
-            sec = pd.read_csv(d / "seconds.csv")
-        except (OSError, ValueError) as e:
-            raise ProfileError(f"{d}: not a finished run ({e})") from None
-        full = sec[(sec["second"] + 1 <= summary["video_s"] + 1e-9) & sec["pa"].notna()]
+        summary, full = full_seconds(d, ("scale", "fps", "qp", "pa", "miou", "bitrate_kbps"))
         for r in full.itertuples():
             out.append({"video": summary["video_name"], "second": int(r.second),
                         "scale": float(r.scale), "fps": float(r.fps), "qp": int(r.qp),

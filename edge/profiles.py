@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,10 +91,10 @@ def read_profiles(path: str | Path) -> list[ProfileRow]:
     return rows
 
 
-def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
-    """Profile rows of one finished fixed-configuration run (its summary.json and
-    seconds.csv): one row per full second with an accuracy. c and d are NaN for a scheme
-    whose device measures no content (h264, jpeg: plain offloading)."""
+def full_seconds(run_dir: str | Path, columns: Iterable[str] = ()) -> tuple[dict, Any]:
+    """A finished run's summary and the rows of its seconds.csv that a profile may use:
+    full seconds with an accuracy (a partial last second is not a profile second).
+    ProfileError names the run when it is not finished or lacks one of `columns`."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -102,11 +103,19 @@ def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
         seconds = pd.read_csv(run_dir / "seconds.csv")
     except (OSError, ValueError) as e:
         raise ProfileError(f"{run_dir}: not a finished run ({e})") from None
-    for col in (knob, "fps", "pa", "miou", "bitrate_kbps", "c", "d"):
+    for col in columns:
         if col not in seconds.columns:
             raise ProfileError(f"{run_dir}/seconds.csv has no column {col!r}")
     full = seconds[(seconds["second"] + 1 <= summary["video_s"] + 1e-9)
                    & seconds["pa"].notna()]
+    return summary, full
+
+
+def rows_from_run(run_dir: str | Path, knob: str = "B") -> list[ProfileRow]:
+    """Profile rows of one finished fixed-configuration run (its summary.json and
+    seconds.csv): one row per full second with an accuracy. c and d are NaN for a scheme
+    whose device measures no content (h264, jpeg: plain offloading)."""
+    summary, full = full_seconds(run_dir, (knob, "fps", "pa", "miou", "bitrate_kbps", "c", "d"))
     video = summary.get("video_name", summary.get("video", ""))
     return [ProfileRow(video=str(video), second=int(r["second"]), B=float(r[knob]),
                        fps=float(r["fps"]), pa=float(r["pa"]), miou=float(r["miou"]),
