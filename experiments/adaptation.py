@@ -308,28 +308,27 @@ def cmd_fig15c(args, setup: Setup) -> None:
          record={"profiles": source, "curves": curves.to_dict("records")})
 
 
-def cmd_fig16(args, setup: Setup) -> None:
-    """The tuner ablation: `stac` with each labelled tuner over the trace families."""
+def compare_tuners(args, setup: Setup, runs_name: str, name: str, **record) -> None:
+    """`stac` with each labelled tuner (`--tuner LABEL=SPEC`) on the same segments: the runs
+    table, the per-family summary and its bar plot."""
     runs = setup.run(setup.segments(), {label: adaptive(setup.cfg, "stac", spec)
                                         for label, spec in args.tuners.items()})
     table = setup.metrics(runs, binding_of(args, setup))
     summary = family_summary(table)
-    save(args.out, "fig16_runs", table)
-    save(args.out, "fig16_tuner_ablation", summary, fig=plot_bars(table, hue="label"),
-         record={"tuners": args.tuners, "summary": summary.to_dict("records")})
+    save(args.out, runs_name, table)
+    save(args.out, name, summary, fig=plot_bars(table, hue="label"),
+         record={**record, "tuners": args.tuners, "summary": summary.to_dict("records")})
+
+
+def cmd_fig16(args, setup: Setup) -> None:
+    """The tuner ablation: `stac` with each labelled tuner over the trace families."""
+    compare_tuners(args, setup, "fig16_runs", "fig16_tuner_ablation")
 
 
 def cmd_generalisation(args, setup: Setup) -> None:
     """The same segments with tuners built from the evaluated clip's own profiles and from
     the other clip's: the cost of tuning on another video."""
-    runs = setup.run(setup.segments(), {label: adaptive(setup.cfg, "stac", spec)
-                                        for label, spec in args.tuners.items()})
-    table = setup.metrics(runs, binding_of(args, setup))
-    summary = family_summary(table)
-    save(args.out, "generalisation_runs", table)
-    save(args.out, "generalisation", summary, fig=plot_bars(table, hue="label"),
-         record={"clip": setup.cfg.video, "tuners": args.tuners,
-                 "summary": summary.to_dict("records")})
+    compare_tuners(args, setup, "generalisation_runs", "generalisation", clip=setup.cfg.video)
 
 
 COMMANDS = {"fig12": cmd_fig12, "fig13": cmd_fig13, "fig15c": cmd_fig15c, "fig16": cmd_fig16,
