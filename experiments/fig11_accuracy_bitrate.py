@@ -21,7 +21,8 @@ experiments/figures/fig11_*):
 - `casva`'s offline curve (§VIII-B): x264 over its whole grid of resolution x fps x QP
   (`CASVA_GRID`, the grid of `stac-sim casva profile`), compared at every `--fps`,
 
-with the model `--model` (default `bisenet`) and its shipped tables, over `--trace` or, by
+with the model `--model` (default `stac.schemes.DEFAULT_MODEL`) and its shipped tables, over
+`--trace` or, by
 default, a constant high-bandwidth trace that the script writes into OUT (`--kbps`, default
 200 Mbps), so that every keyframe arrives (accuracy reflects compression, not drops).
 

@@ -38,6 +38,7 @@ from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 from stac.data import data_root
 from stac.frames import open_source
 from stac.regions import RegionGrid
+from stac.schemes import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,7 +119,7 @@ def summarise(rows: list[dict], meta: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
     parser.add_argument("--data", default=str(data_root() / "camvid" / "val"))

@@ -47,6 +47,7 @@ from stac.codec.quant import DEADZONE_INTRA, dequantise, quantise
 from stac.codec.transform import coeffs_to_rgb_torch, rgb_to_coeffs
 from stac.data import data_root
 from stac.frames import open_camvid
+from stac.schemes import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 GRADIENTS = ("g_T1", "g_T2", "g_F2")
@@ -102,7 +103,7 @@ def summarise(rows: list[dict], meta: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
     parser.add_argument("--camvid", default=str(data_root() / "camvid"))

@@ -38,6 +38,7 @@ from edge.tables import tables_for
 from stac.codec.quant import luma_blocks, region_grid_shape
 from stac.data import data_root
 from stac.frames import open_source
+from stac.schemes import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VIDEOS = data_root() / "videos"
@@ -80,7 +81,7 @@ def clip_name(spec: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="bisenet", help="shipped name or checkpoint")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="shipped name or checkpoint")
     parser.add_argument("--tables", default=None,
                         help="table file (default: the model's shipped edge/tables/NAME)")
     parser.add_argument("--videos", nargs="+", default=None,
