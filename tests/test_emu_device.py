@@ -45,9 +45,10 @@ def _device(port: int, out: Path, trace: Path, duration: float, *extra: str,
 def test_edge_killed_and_restarted_mid_stream(tmp_path, repo_root, dataset):
     # CamVid val as a 1 fps camera: long enough (101 s) for an edge restart on a busy machine
     duration, interval = 30.0, 1.0
+    video = dataset("camvid") / "val"  # skips without data: before a process is started
     edge, port = _edge(0)
     device = _device(port, tmp_path / "dev", repo_root / "traces" / "lte.csv", duration,
-                     "--wait-go", "--video", str(dataset("camvid") / "val"), "--fps", "1",
+                     "--wait-go", "--video", str(video), "--fps", "1",
                      cache=tmp_path / "cache")
     try:
         assert device.stdout.readline().strip() == "ready"
