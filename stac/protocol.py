@@ -14,6 +14,7 @@ message may come when) in `stac.session`.
 
 from __future__ import annotations
 
+import codecs
 import enum
 import json
 import math
@@ -266,6 +267,11 @@ def _check_name(name: str, value: Any) -> bytes:
     if not NAME_PATTERN.fullmatch(value):
         raise _bad(f"{name} must match {NAME_PATTERN.pattern}, got {escape(value)}")
     return raw
+
+
+# The codec is looked up (imported from disk) now, not at the first escape(): the edge escapes
+# the text of EMFILE errors, when no descriptor is left to open the codec's module.
+codecs.lookup("unicode_escape")
 
 
 def escape(text: Any, limit: int = 200) -> str:

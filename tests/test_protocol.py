@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -344,3 +346,22 @@ def test_report_carries_no_estimate_yet_as_nan():
     for bad in (-1.0, float("inf")):
         with pytest.raises(P.ProtocolError, match="bandwidth_kbps"):
             P.encode(P.Report(second=0, bitrate_kbps=1.0, bandwidth_kbps=bad))
+
+
+def test_escape_works_when_no_descriptor_is_left():
+    """The edge escapes EMFILE errors: escape() must not need to open a file then."""
+    code = (
+        "import os, resource\n"
+        "from stac.protocol import escape\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+        "held = []\n"
+        "try:\n"
+        "    while True:\n"
+        "        held.append(os.open(os.devnull, os.O_RDONLY))\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(escape(OSError(24, 'Too many open files\\n')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[Errno 24] Too many open files\\n"
