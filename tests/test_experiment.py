@@ -26,6 +26,7 @@ SPEC = """
 video = "default"
 trace = "traces/lte.csv"
 duration = 4
+tuner = "fixed"
 [[grid]]
 scheme = "uniform"
 level = [10, 22]
@@ -46,14 +47,14 @@ def test_grid_expands_to_the_cartesian_product_per_grid_table(tmp_path):
     runs = expand(load_spec(write(tmp_path, SPEC)))
     assert len(runs) == 2 * 2 + 2
     assert runs[0] == {"video": "default", "trace": "traces/lte.csv", "duration": 4,
-                       "scheme": "uniform", "level": 10, "fps": 5}
+                       "tuner": "fixed", "scheme": "uniform", "level": 10, "fps": 5}
     assert [(r["level"], r["fps"]) for r in runs[:4]] == [(10, 5), (10, 10), (22, 5), (22, 10)]
     assert [r["qp"] for r in runs[4:]] == [26, 38]
     assert all("level" not in r for r in runs[4:])
 
 
 def test_base_lists_are_swept_and_grid_values_override_the_base(tmp_path):
-    spec = load_spec({"base": {"scheme": "h264", "seed": [0, 1], "qp": 30},
+    spec = load_spec({"base": {"scheme": "h264", "seed": [0, 1], "qp": 30, "tuner": "fixed"},
                       "grid": [{"qp": [20, 40]}, {}]})
     runs = expand(spec)
     assert [(r["seed"], r["qp"]) for r in runs] == [(0, 20), (0, 40), (1, 20), (1, 40),
@@ -67,6 +68,20 @@ def test_sizes_are_strings_or_pairs_and_a_flat_list_of_numbers_is_an_error(tmp_p
         expand(load_spec({"base": {"size": [96, 64]}}))
     with pytest.raises(SpecError, match="size 'big'"):
         expand(load_spec({"base": {"size": "big"}}))
+
+
+def test_a_grid_over_knobs_must_name_its_tuner():
+    """Under the default tuner the grid's knobs would only be starting points."""
+    with pytest.raises(SpecError, match=r"sweeps level without naming a tuner.*\"fixed\""):
+        expand(load_spec({"grid": [{"scheme": "uniform", "level": [10, 22]}]}))
+    with pytest.raises(SpecError, match="sweeps qp without"):  # the default scheme, h264
+        expand(load_spec({"base": {"qp": [20, 40], "seed": [0, 1]}}))
+    for tuner in ("fixed", "auto"):  # either, said explicitly
+        assert len(expand(load_spec({"base": {"tuner": tuner},
+                                     "grid": [{"scheme": "uniform", "level": [10, 22]}]}))) == 2
+    # sweeping what is not a knob (seeds, traces, a non-knob parameter) needs no tuner
+    assert len(expand(load_spec({"base": {"scheme": "h264", "seed": [0, 1]}}))) == 2
+    assert len(expand(load_spec({"base": {"scheme": "accmpeg", "threshold": [0.1, 0.2]}}))) == 2
 
 
 def test_bad_specs_are_specific_errors(tmp_path):

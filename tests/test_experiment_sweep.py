@@ -18,6 +18,7 @@ trace = "traces/lte.csv"
 duration = 1
 size = "96x64"
 model = "untrained:drn_d_22"
+tuner = "fixed"
 [[grid]]
 scheme = "h264"
 qp = [26, 99]  # 99 is out of x264's range: that run fails

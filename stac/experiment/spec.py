@@ -98,10 +98,35 @@ def expand(spec: SweepSpec) -> list[dict[str, Any]]:
     runs = []
     for grid in spec.grids:
         table = {**spec.base, **grid}
+        _check_tuner_named(spec, table)
         axes = [[(k, v) for v in _values(spec, k, value)] for k, value in table.items()]
         for combo in itertools.product(*axes):
             runs.append(dict(combo))
     return runs
+
+
+def _check_tuner_named(spec: SweepSpec, table: Mapping[str, Any]) -> None:
+    """A table that sweeps a configuration knob must say which tuner its runs use: under
+    the default (`auto`) the knobs are only where adaptation starts, so such a grid
+    silently measures the tuner, not the grid (an accuracy-bitrate sweep wants `fixed`)."""
+    from stac.schemes import DEFAULT_SCHEME, SchemeError, get_scheme
+
+    if "tuner" in table:
+        return
+    swept = {k for k, v in table.items() if isinstance(v, list) and len(v) > 1}
+    schemes = table.get("scheme", DEFAULT_SCHEME)
+    knobs = set()
+    for name in schemes if isinstance(schemes, list) else [schemes]:
+        try:
+            knobs.update(get_scheme(str(name)).knob_names())
+        except SchemeError:  # an unknown scheme fails its runs with its own message
+            continue
+    if swept_knobs := sorted(swept & knobs):
+        raise SpecError(
+            f"{spec.source}: the grid sweeps {', '.join(swept_knobs)} without naming a tuner; "
+            "the default (auto) adapts them every second from these starting values. Say "
+            'tuner = "fixed" for fixed configurations (accuracy-bitrate curves), or '
+            'tuner = "auto" for adaptive runs from each start')
 
 
 def _values(spec: SweepSpec, key: str, value: Any) -> list[Any]:

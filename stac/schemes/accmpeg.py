@@ -59,6 +59,7 @@ class AccMPEG(SchemeParams):
         device = AccMPEGDevice(accmodel, start, source_fps=stream.source_fps,
                                frame_size=stream.frame_size, gap=self.gap,
                                threshold=self.threshold, segment=self.segment)
-        edge = OffloadEdge(OWN, model, start, tuner=make_tuner(stream.tuner, stream.schedule),
-                           tables=default_tables(), frame_size=stream.frame_size)
+        tuner = make_tuner(stream.tuner, stream.schedule, self.name, model)
+        edge = OffloadEdge(OWN, model, start, tuner=tuner, tables=default_tables(),
+                           frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)

@@ -4,7 +4,8 @@ scikit-learn's `check_estimator`. Third-party schemes can run it on themselves.
 `check_scheme(name, workdir, trace)` raises AssertionError (or the scheme's own error) on
 the first violation: parameters documented and validated (unknown and out-of-range values
 rejected with a SchemeError), the built halves and the starting configuration consistent
-with the declared knobs, every `Work` kind known to every latency profile, the same outputs
+with the declared knobs, every `Work` kind known to every latency profile, the default tuner
+(`auto`) resolved to the scheme's own, the same outputs
 from two simulated runs with the same seed, and the simulator and the emulator (real
 loopback sockets) agreeing on a short clip.
 """
@@ -43,6 +44,7 @@ def check_scheme(name: str, workdir: str | Path, trace: str | Path,
     scheme = make_scheme(name, params)
     seed_everything(RUN["seed"])
     check_work_kinds(scheme, resolve_model(model))
+    check_auto_tuner(scheme, resolve_model(model))
     sim = check_deterministic(scheme, model, Path(workdir), trace)
     if emulate:
         check_parity(scheme, model, Path(workdir), trace, sim)
@@ -107,6 +109,26 @@ def check_work_kinds(scheme: SchemeParams, model: Any) -> None:
         if isinstance(profile, TableProfile):
             missing = kinds - set(profile.seconds)
             assert not missing, f"{scheme.name}: profile {profile.name} has no time for {missing}"
+
+
+def check_auto_tuner(scheme: SchemeParams, model: Any) -> None:
+    """A scheme built with the default tuner (`auto`) gets its own (`edge.tuner.SCHEME_TUNERS`
+    for the model), which needs the build to pass its name and model to `make_tuner`."""
+    import warnings
+
+    from edge.tables import model_name
+    from edge.tuner import resolve_spec
+
+    with warnings.catch_warnings():  # nothing shipped for this model: fixed, with a warning
+        warnings.simplefilter("ignore")
+        built = scheme.build(Stream(source_fps=25.0, frame_size=RUN["size"], tuner="auto"),
+                             model)
+        expected = resolve_spec("auto", None, scheme.name, model_name(model))
+    tuner = getattr(built.edge, "tuner", None)
+    if tuner is not None:
+        assert tuner.spec == expected, (
+            f"{scheme.name}: built with tuner auto, its edge's tuner is {tuner.spec!r}, not the "
+            f"scheme's own {expected!r} (pass the scheme's name and model to make_tuner)")
 
 
 def _run(scheme: SchemeParams, model: str, out: Path, trace: str | Path):
