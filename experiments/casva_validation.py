@@ -102,7 +102,7 @@ def main() -> None:
             base = {"video": video, "size": size, "scheme": "casva", "trace": str(path)}
             grids.append({**base, "tuner": f"casva-rl:{args.policy.resolve()}",
                           "estimator": "harmonic"})
-            grids.append({**base, **{k: [v_] for k, v_ in cell.items()}})
+            grids.append({**base, "tuner": "fixed", **{k: [v_] for k, v_ in cell.items()}})
             meta[(str(path), video)] = {"family": family, "trace": name, "clip": clip,
                                         "fixed": cell}
     spec = {"base": {"model": args.model}, "grid": grids}

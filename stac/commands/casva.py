@@ -64,7 +64,7 @@ def profile_spec(clips: list[str], trace: Path, model: str,
         grids.append({"video": video.format(data=data_root()), "size": size,
                       "scheme": "casva", "scale": list(SCALES), "fps": list(FPS),
                       "qp": list(QPS)})
-    base = {"trace": str(trace), "model": model}
+    base = {"trace": str(trace), "model": model, "tuner": "fixed"}  # fixed configurations
     if duration is not None:
         base["duration"] = duration
     return {"base": base, "grid": grids}
