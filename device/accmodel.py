@@ -10,9 +10,11 @@ a 3x3 opening and closing (`quality_mask`).
 
 Frozen extractor: AccMPEG freezes an ImageNet-pretrained backbone; no ImageNet weights exist
 here, so the extractor is the first two stages (stem to 1/4, residual stage to 1/8) of the
-shipped edge model `bisenet`, trained by the project on CamVid: the nearest thing to a
+shipped model `bisenet`, trained by the project on CamVid: the nearest thing to a
 pretrained generic feature extractor in this project, and cheap (about 25 M MACs at
-480x360). Its weights are copied into the AccModel's file, so the file stands alone.
+480x360). Its weights are copied into the AccModel's file, so the file stands alone. The
+head is trained per edge model (the labels are that model's gradients): one shipped file
+per edge model, `weights/accmodel-MODEL.pt` (`weights_for`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from torch import nn
 
 MB = 16  # pixels per macroblock side: one score per macroblock
 THRESHOLD = 0.2  # AccMPEG's quality threshold on the normalised score
-#: the shipped weights (trained by `stac-sim accmpeg train`, card beside them)
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "accmodel.pt"
+WEIGHT_DIR = Path(__file__).resolve().parent / "weights"
+#: the edge model whose shipped AccModel is the default (stac.schemes.DEFAULT_MODEL)
+DEFAULT_EDGE_MODEL = "dabnet"
 FORMAT = "stac-accmodel-1"
 
 
@@ -148,6 +151,16 @@ class AccModel(nn.Module):
         except RuntimeError as e:
             raise AccModelError(f"{path}: weights do not fit the AccModel: {e}") from None
         return model.eval()
+
+
+def weights_for(edge_model: str | None) -> Path:
+    """The shipped AccModel file trained against edge model `edge_model` (a registry name;
+    None: the default model's), card beside it; the file may not exist for every model."""
+    return WEIGHT_DIR / f"accmodel-{edge_model or DEFAULT_EDGE_MODEL}.pt"
+
+
+#: the shipped weights of the default edge model (trained by `stac-sim accmpeg train`)
+WEIGHTS = weights_for(None)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -8,7 +8,8 @@ quality pair (qp, qp + 10) x fps on the two real clips, one profile row per seco
 
 A sweep on the experiment library (resumable: a rerun skips finished runs) over a constant
 wide trace (every keyframe arrives: the profile measures compression, not drops). Writes
-OUT_DIR/profiles.csv; the shipped profile is edge/tuners/bisenet-accmpeg.csv.
+OUT_DIR/profiles.csv; the shipped profiles are edge/tuners/MODEL-accmpeg.csv (every run
+with the fixed tuner: a profile measures fixed configurations).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from edge.profiles import ProfileRow, rows_from_run, write_profiles
 from stac.experiment import run_dir, sweep
+from stac.schemes import DEFAULT_MODEL
 from stac.traces import Trace, save_trace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +43,7 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--width", type=int, default=480)
-    p.add_argument("--model", default="bisenet")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,7 @@ def main() -> None:
     named = clips(args.width)
     grids = [{"video": video, "size": size, "scheme": "accmpeg", "qp": QPS, "fps": FPS}
              for video, size in named.values()]
-    spec = {"base": {"trace": str(trace.resolve()), "model": args.model,
+    spec = {"base": {"trace": str(trace.resolve()), "model": args.model, "tuner": "fixed",
                      "duration": args.duration}, "grid": grids}
     runs = sweep(spec, args.out / "sweep", workers=args.workers)
     names = {video: name for name, (video, _) in named.items()}

@@ -2,7 +2,7 @@
 thread) at 480x360 and at the paper's 2048x1040 (the `accmodel` time of the latency
 profile), with its MACs. Prints one JSON document.
 
-    python experiments/bench_accmodel.py [--calls 30] [--weights device/weights/accmodel.pt]
+    python experiments/bench_accmodel.py [--calls 30] [--weights device/weights/accmodel-dabnet.pt]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CASVA's learned policy in the real simulator on held-out traces (issue 17).
 
     python experiments/casva_validation.py --out out/casva_val [--policy P.pt]
-        [--tables T.csv] [--per-family 1] [--workers 2]
+        [--tables T.csv] [--per-family 1] [--model dabnet] [--workers 2]
 
 For each trace family, the first `--per-family` held-out traces of the policy's card
 (`traces_val`), a window of the clip's length at a seeded offset, scaled by the pixel
@@ -36,6 +36,7 @@ from edge.casva_policy import SHIPPED, CasvaPolicy
 from stac.commands.casva import CLIPS
 from stac.data import data_root
 from stac.experiment import sweep
+from stac.schemes import DEFAULT_MODEL
 from stac.traces import Trace, save_trace
 
 CLIP_S = {"bikes": 10, "solidWhiteRight": 8}  # whole seconds of each clip
@@ -77,6 +78,8 @@ def main() -> None:
     p.add_argument("--clips", default=",".join(CLIPS), help="comma list of the clips")
     p.add_argument("--families", default=None, help="comma list (default: every family)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="the edge model (that of the tables; default %(default)s)")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,7 @@ def main() -> None:
             grids.append({**base, "tuner": "fixed", **{k: [v_] for k, v_ in cell.items()}})
             meta[(str(path), video)] = {"family": family, "trace": name, "clip": clip,
                                         "fixed": cell}
-    spec = {"base": {"model": "bisenet"}, "grid": grids}
+    spec = {"base": {"model": args.model}, "grid": grids}
     runs = sweep(spec, args.out / "sweep", workers=args.workers)
     rows = []
     for r in runs.itertuples():

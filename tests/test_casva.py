@@ -185,19 +185,37 @@ def test_casva_run_changes_configuration_when_the_bandwidth_halves(tmp_path):
     assert tuple(sec.loc[3, knobs]) != tuple(sec.loc[7, knobs])
 
 
-def test_shipped_policy_card_numbers_recheck():
-    """The card's validation numbers come out again from the shipped policy and tables."""
+POLICIES = [(SHIPPED, TABLES)] + [
+    (SHIPPED.with_name(f"casva_policy-{m}.pt"), TABLES.with_name(f"casva_tables-{m}.csv"))
+    for m in ("bisenet",)]
+
+
+@pytest.mark.parametrize("policy_path,tables_path", POLICIES,
+                         ids=[p.stem for p, _ in POLICIES])
+def test_shipped_policy_card_numbers_recheck(policy_path, tables_path):
+    """The card's validation numbers come out again from each shipped policy and its
+    tables (the default model's, and bisenet's kept beside them)."""
     from edge.casva_env import load_families
     from stac.data import data_root
 
     root = data_root() / "traces"
     if not root.exists():
         pytest.skip(f"no real traces under {root}")
-    policy = CasvaPolicy.load(SHIPPED)
-    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    policy = CasvaPolicy.load(policy_path)
+    card = json.loads(policy_path.with_suffix(".json").read_text())
     assert card == policy.card
     _, val = split_traces(load_families(root))
     assert [f"{t.family}/{t.name}" for t in val] == card["traces_val"]
-    again = validation(read_tables(TABLES), val, policy, card["seed"])
+    again = validation(read_tables(tables_path), val, policy, card["seed"])
     assert again == card["validation"]
-    assert Path(SHIPPED).stat().st_size < 200_000
+    assert Path(policy_path).stat().st_size < 200_000
+
+
+def test_auto_tuner_of_the_scheme_is_the_learned_policy():
+    """`--tuner auto` (the run's default) gives `casva` its own adaptation, the shipped
+    policy, whatever the edge model."""
+    built = make_scheme("casva").build(
+        Stream(source_fps=25.0, frame_size=(96, 64), tuner="auto"),
+        resolve_model("untrained:dabnet"))
+    assert isinstance(built.edge.tuner, CasvaTuner)
+    assert built.edge.tuner.spec == "casva-rl"

@@ -27,8 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-width", type=int, default=480, help="clip frames resized to "
                    "this width (aspect kept)")
     p.add_argument("--clip-every", type=int, default=5, help="every N-th clip frame")
-    p.add_argument("--model", default="bisenet", help="the edge model (a shipped bisenet "
-                   "checkpoint name or path); its stem and 1/8 stage are the frozen extractor")
+    p.add_argument("--model", default=None, help="the edge model whose gradient tiles are "
+                   "the labels (a shipped checkpoint name or path; default: the default model "
+                   "stac.schemes.DEFAULT_MODEL)")
+    p.add_argument("--extractor", default="bisenet", help="the model whose stem and 1/8 "
+                   "stage are the frozen feature extractor (a bisenet checkpoint name or path; "
+                   "default %(default)s: the project's stand-in for an ImageNet backbone)")
     p.add_argument("--out", required=True, type=Path, help="weights file (.pt)")
     p.add_argument("--work", type=Path, default=None,
                    help="folder of the label cache and checkpoint (default: OUT.work)")
@@ -60,8 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_head,
     )
     from stac.frames import FrameError
+    from stac.schemes import DEFAULT_MODEL
 
     torch.set_num_threads(args.threads)
+    args.model = args.model or DEFAULT_MODEL
     for name in ("epochs", "clip_width", "clip_every", "threads"):
         if getattr(args, name) < 1:
             print(f"stac-sim accmpeg train: --{name.replace('_', '-')} must be >= 1",
@@ -72,8 +78,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         model = load_model(args.model).eval()
+        extractor = load_model(args.extractor).eval()
         torch.manual_seed(args.seed)  # the head's initial weights
-        acc = AccModel.from_edge_model(model)
+        acc = AccModel.from_edge_model(extractor)
         train = camvid_samples(args.data, "train", args.limit)
         for clip in filter(None, (c.strip() for c in args.clips.split(","))):
             train += clip_samples(clip, args.clip_width, args.clip_every)
@@ -90,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_agree = mask_agreement(acc, train)
     command = ["stac-sim", "accmpeg", "train", "--data", str(args.data), "--clips", args.clips,
                "--clip-width", str(args.clip_width), "--clip-every", str(args.clip_every),
-               "--model", args.model, "--out", str(args.out), "--epochs", str(args.epochs),
+               "--model", args.model, "--extractor", args.extractor, "--out", str(args.out),
+               "--epochs", str(args.epochs),
                "--lr", str(args.lr), "--seed", str(args.seed), "--threads", str(args.threads)]
     if args.limit is not None:
         command += ["--limit", str(args.limit)]
@@ -98,6 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "command": shlex.join(command),
         "edge_model": args.model,
         "edge_weights_sha256": sha256(checkpoint_path(args.model)),
+        "extractor": args.extractor,
+        "extractor_weights_sha256": sha256(checkpoint_path(args.extractor)),
         "data": {"camvid_train": sum(s.name.startswith("camvid/") for s in train),
                  "clips": sorted({s.name.split("/")[1] for s in train
                                   if s.name.startswith("clip/")}),

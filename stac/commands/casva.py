@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="folder: OUT/sweep (the runs) and OUT/tables.csv")
     p.add_argument("--clips", default=",".join(CLIPS),
                    help=f"comma list of {', '.join(CLIPS)} (default all)")
-    p.add_argument("--model", default="bisenet", help="the edge model (default %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="the edge model (default: the default model, stac.schemes.DEFAULT_MODEL)")
     p.add_argument("--workers", type=int, default=1, help="parallel runs (default %(default)s)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of each clip (default: the whole clip)")
@@ -63,7 +64,7 @@ def profile_spec(clips: list[str], trace: Path, model: str,
         grids.append({"video": video.format(data=data_root()), "size": size,
                       "scheme": "casva", "scale": list(SCALES), "fps": list(FPS),
                       "qp": list(QPS)})
-    base = {"trace": str(trace), "model": model, "tuner": "fixed"}  # tables of fixed cells
+    base = {"trace": str(trace), "model": model, "tuner": "fixed"}  # fixed configurations
     if duration is not None:
         base["duration"] = duration
     return {"base": base, "grid": grids}
@@ -74,8 +75,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     from edge.casva_env import tables_from_runs, write_tables
     from stac.experiment import sweep
+    from stac.schemes import DEFAULT_MODEL
     from stac.traces import Trace, save_trace
 
+    args.model = args.model or DEFAULT_MODEL
     args.out.mkdir(parents=True, exist_ok=True)
     trace = args.out / "bandwidth.csv"
     save_trace(Trace(np.array([0.0]), np.array([200_000.0]), name="constant", end_s=60.0),

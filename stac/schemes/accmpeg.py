@@ -10,7 +10,9 @@ accuracy-bitrate profiles `offline:traces/...csv` (docs/accmpeg.md).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from stac.schemes.base import Scheme, Stream
@@ -35,8 +37,9 @@ class AccMPEG(SchemeParams):
                                   "quality", low=0.0, high=1.0)
     segment: int = param(10, "keyframes per AccModel run (its mask holds for the segment)",
                          low=1)
-    weights: str | None = param(None, "AccModel weights file (default: the shipped "
-                                      "device/weights/accmodel.pt)")
+    weights: str | None = param(None, "AccModel weights file (default: the one shipped "
+                                      "for the run's edge model, device/weights/"
+                                      "accmodel-MODEL.pt, else the default model's)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,7 +55,7 @@ class AccMPEG(SchemeParams):
         from stac.codec.quant import default_tables
 
         try:
-            accmodel = AccModel.load(self.weights)
+            accmodel = AccModel.load(self.weights or accmodel_for(model))
         except AccModelError as e:
             raise SchemeError(f"scheme {self.name!r}: {e}") from None
         start = self.config()
@@ -63,3 +66,21 @@ class AccMPEG(SchemeParams):
         edge = OffloadEdge(OWN, model, start, tuner=tuner, tables=default_tables(),
                            frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
+
+
+def accmodel_for(model: StreamingSegmenter | None) -> Path:
+    """The shipped AccModel trained against `model`'s architecture; the default model's,
+    with an `InputWarning`, when none is shipped for it (its labels were another model's)."""
+    from device.accmodel import WEIGHTS, weights_for
+    from edge.tables import model_name
+    from stac.notices import InputWarning
+
+    name = model_name(model) if model is not None else None
+    path = weights_for(name)
+    if name is not None and not path.is_file():
+        warnings.warn(InputWarning(f"no AccModel shipped for edge model {name!r} ({path}); "
+                                   f"using {WEIGHTS.name}, trained against another model "
+                                   "(train one with `stac-sim accmpeg train --model "
+                                   f"{name}`)"), stacklevel=3)
+        return WEIGHTS
+    return path

@@ -37,7 +37,7 @@ class Casva(SchemeParams):
 
         start = self.config()
         device = OffloadDevice("h264", start, source_fps=stream.source_fps)
-        tuner = make_tuner(stream.tuner, stream.schedule, self.name, model)
-        edge = OffloadEdge("h264", model, start, tuner=tuner,
-                           frame_size=stream.frame_size, rescale=True)
+        tuner = make_tuner(stream.tuner, stream.schedule, self.name, model)  # auto: casva-rl
+        edge = OffloadEdge("h264", model, start, tuner=tuner, frame_size=stream.frame_size,
+                           rescale=True)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
