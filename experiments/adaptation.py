@@ -40,6 +40,7 @@ from stac.experiment.adaptation import (
     binding_kbps,
     clip_fps,
     family_factor,
+    floor_kbps,
     fps_curves,
     frames_table,
     import_family,
@@ -54,6 +55,7 @@ from stac.experiment.adaptation import (
     segments_table,
 )
 from stac.experiment.runs import is_done, read_row, run_dir
+from stac.schemes import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tuner_tiny"
@@ -74,7 +76,7 @@ class Config:
     fixed_fps: tuple[float, ...]
     start_B: float  # the adaptive runs' starting configuration
     start_fps: float
-    model: str = "bisenet"
+    model: str = DEFAULT_MODEL  # the project's default network (dabnet)
     estimator: str = "harmonic"
     seed: int = 0
     min_kbps: float = 10.0  # skip trace files whose scaled mean is below (dead links)
@@ -89,8 +91,8 @@ CONFIGS = {
                     rule="pixel"),
     "full": Config(video="default", size=(480, 204), source_fps=None, seconds=30.0,
                    per_family=2, families=("lte", "fcc", "3g", "wifi"), trajectory_s=100.0,
-                   fixed_B=(1.0, 4.0, 16.0), fixed_fps=(2.0, 5.0, 10.0), start_B=4.0,
-                   start_fps=5.0),
+                   fixed_B=(1.3, 5.45, 19.0), fixed_fps=(2.0, 5.0, 10.0), start_B=4.0,
+                   start_fps=5.0, estimator="robust"),  # B: dabnet's profiled grid
 }
 SMALL_TUNERS = {"stac": f"nn:{TINY / 'nn.pt'}"}
 
@@ -150,11 +152,12 @@ class Setup:
         labels = pd.DataFrame(items)
         return labels.merge(runs[runs["status"] == "ok"], on="run_id")
 
-    def metrics(self, runs: pd.DataFrame, binding: float) -> pd.DataFrame:
+    def metrics(self, runs: pd.DataFrame, binding: float, floor: float = math.nan
+                ) -> pd.DataFrame:
         """`run_metrics` of each run beside its label, family and segment."""
         rows = []
         for r in runs.to_dict("records"):
-            m = run_metrics(open_run(run_dir(self.sweep_dir, r["run_id"])), binding)
+            m = run_metrics(open_run(run_dir(self.sweep_dir, r["run_id"])), binding, floor)
             rows.append({"run_id": r["run_id"], "label": r["label"], "family": r["family"],
                          "segment": r["segment"], "scheme": r["scheme"],
                          "tuner": r.get("tuner"), **m})
@@ -190,7 +193,8 @@ def adaptive(cfg: Config, scheme: str, tuner: str) -> dict[str, Any]:
 
 def family_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean of each number per family and label (and over all families)."""
-    cols = ["pa", "miou", "kbps", "bandwidth_kbps", "overshoot_frac", "dropped_key_frac",
+    cols = ["pa", "miou", "kbps", "bandwidth_kbps", "overshoot_frac", "feasible_frac",
+            "overshoot_feasible_frac", "dropped_key_frac",
             "binding_frac", "utilisation_binding", "delay_mean", "delay_p95", "age_mean",
             "age_p95", "estimate_error", "changes"]
     cols = [c for c in cols if c in table]
@@ -239,6 +243,12 @@ def binding_of(args, setup: Setup) -> float:
     return binding_kbps(source)
 
 
+def floor_of(args) -> float:
+    """Below the cheapest profiled configuration's mean bitrate every configuration
+    overshoots (NaN without `--profiles`)."""
+    return floor_kbps(args.profiles) if args.profiles else math.nan
+
+
 def cmd_fig12(args, setup: Setup) -> None:
     """PA, delay and result age per trace family for stac and the adapting baselines, with
     the best fixed (B, fps) in hindsight per segment."""
@@ -255,7 +265,7 @@ def cmd_fig12(args, setup: Setup) -> None:
         labelled[f"fixed B{b:g} fps{f:g}"] = {"scheme": "stac", "B": b, "fps": f,
                                              "tuner": "fixed"}
     runs = setup.run(segments, labelled)
-    table = setup.metrics(runs, binding_of(args, setup))
+    table = setup.metrics(runs, binding_of(args, setup), floor_of(args))
     fixed = table[table["label"].str.startswith("fixed ")]
     adapt = table[~table["label"].str.startswith("fixed ")]
     summary = family_summary(adapt) if len(adapt) else pd.DataFrame()
@@ -291,7 +301,7 @@ def cmd_fig13(args, setup: Setup) -> None:
     tuner = args.tuners.get("stac", SMALL_TUNERS["stac"])
     runs = setup.run([seg], {"stac": adaptive(cfg, "stac", tuner)})
     result = open_run(run_dir(setup.sweep_dir, runs["run_id"].iloc[0]))
-    m = run_metrics(result, binding_of(args, setup))
+    m = run_metrics(result, binding_of(args, setup), floor_of(args))
     title = (f"stac ({tuner.split(':')[0]}, {cfg.estimator}) on {seg.name} "
              f"x{setup.factor[fam]:.4f}")
     save(args.out, "fig13_trajectory", result.seconds,
@@ -313,7 +323,7 @@ def compare_tuners(args, setup: Setup, runs_name: str, name: str, **record) -> N
     table, the per-family summary and its bar plot."""
     runs = setup.run(setup.segments(), {label: adaptive(setup.cfg, "stac", spec)
                                         for label, spec in args.tuners.items()})
-    table = setup.metrics(runs, binding_of(args, setup))
+    table = setup.metrics(runs, binding_of(args, setup), floor_of(args))
     summary = family_summary(table)
     save(args.out, runs_name, table)
     save(args.out, name, summary, fig=plot_bars(table, hue="label"),
@@ -345,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-family", type=int, default=None, help="segments per family")
     p.add_argument("--families", nargs="+", default=None, help="lte fcc 3g wifi")
     p.add_argument("--trajectory-s", type=float, default=None, help="Fig. 13's length")
-    p.add_argument("--estimator", default=None, help="(default: the config's, harmonic)")
+    p.add_argument("--estimator", default=None,
+                   help="(default: the config's: full robust, small harmonic)")
+    p.add_argument("--model", default=None,
+                   help="the edge's network (default: the config's, the project's default "
+                        f"{DEFAULT_MODEL}); give the tuners made for it")
     p.add_argument("--rule", choices=RULES, default=None,
                    help="trace scale: pixel ratio, or paper (pixel ratio x the paper's family "
                         "mean / this dataset's) (default: the config's)")
@@ -378,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = CONFIGS[args.config]
     overrides = {k: getattr(args, k) for k in ("video", "seconds", "per_family",
-                                                "trajectory_s", "estimator", "rule")
+                                                "trajectory_s", "estimator", "rule", "model")
                  if getattr(args, k) is not None}
     if args.size:
         overrides["size"] = tuple(int(v) for v in args.size.lower().split("x"))

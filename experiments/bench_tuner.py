@@ -3,7 +3,7 @@
 profile shipped for --model (edge/tuners/MODEL.pt, MODEL-stac.csv), or with --tiny on the
 mechanics-only ones of tests/data/tuner_tiny. Prints one JSON document.
 
-    python experiments/bench_tuner.py [--calls 2000] [--model bisenet | --tiny]
+    python experiments/bench_tuner.py [--calls 2000] [--model dabnet | --tiny]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from edge.profiles import OfflineTuner, read_profiles
 from edge.tuner import shipped_file
 from edge.tuner_net import NetTuner
 from stac.protocol import Config, Content
+from stac.schemes import DEFAULT_MODEL
 
 TINY = Path(__file__).resolve().parent.parent / "tests" / "data" / "tuner_tiny"
 
@@ -44,7 +45,8 @@ def time_calls(tuner, calls: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=2000)
-    p.add_argument("--model", default="bisenet", help="whose shipped tuners (edge/tuners/)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="whose shipped tuners (edge/tuners/; default %(default)s)")
     p.add_argument("--tiny", action="store_true", help="the mechanics-only test files")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -107,8 +107,10 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                         "edge/tuners/ (default %(default)s)")
     p.add_argument("--estimator", default="oracle",
                    help="bandwidth estimator the tuner is given: oracle (the next second's "
-                        "real bandwidth, §VIII-C) or harmonic[:K] (harmonic mean of the last K "
-                        "keyframes' delivered rates) (default %(default)s)")
+                        "real bandwidth, §VIII-C), harmonic[:K] (harmonic mean of the last K "
+                        "keyframes' delivered rates) or robust[:K] (RobustMPC's: the harmonic "
+                        "mean of the last K seconds, a late undelivered keyframe counted, over "
+                        "1 + the largest recent relative error) (default %(default)s)")
     p.add_argument("--delay-ms", type=float, default=20.0,
                    help="uplink one-way delay (default %(default)s)")
     p.add_argument("--downlink-delay-ms", type=float, default=None,

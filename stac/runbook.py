@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stac.agents import DeviceOutput
-from stac.bandwidth import BandwidthEstimator, OracleBandwidth
+from stac.bandwidth import BandwidthEstimator, OracleBandwidth, Waiting
 from stac.protocol import Config, Content, Report
 from stac.results import FrameRecord, RunSink, SecondRecord
 from stac.traces import Trace
@@ -49,6 +49,8 @@ class RunBook:
         self.seconds_closed = 0
         self.estimates: dict[int, float] = {}  # second -> kbps estimated for it a second before
         self._shown: set[int] = set()
+        self._outstanding: dict[int, None] = {}  # keyframes on the uplink, in hand-over order
+        self._link_free = 0.0  # the last delivery's end or discard: the FIFO uplink's next start
 
     # ------------------------------------------------------------------ frames
 
@@ -84,6 +86,7 @@ class RunBook:
         if epoch != self.epoch:
             self.dropped(index)
             return False
+        self._outstanding[index] = None
         return True
 
     def arrived(self, index: int, t: float, t_start: float = math.nan,
@@ -93,13 +96,16 @@ class RunBook:
         bandwidth estimator learns from (delivered throughput)."""
         rec = self.records[index]
         rec.t_arrived = t
+        self._outstanding.pop(index, None)
         if math.isfinite(t_start) and math.isfinite(t_end):
             self.estimator.transmitted(8.0 * rec.bytes, t_start, t_end)
+            self._link_free = max(self._link_free, t_end)
         self._settle(rec)
 
     def dropped(self, index: int) -> None:
         """Frame `index`'s keyframe will never arrive (discarded, or no connection)."""
         rec = self.records[index]
+        self._outstanding.pop(index, None)
         if math.isnan(rec.t_arrived):
             rec.dropped = True
             self._settle(rec)
@@ -121,6 +127,7 @@ class RunBook:
         self.epoch += 1
         self.config = config
         self.history.append((t, config))
+        self._link_free = max(self._link_free, t)
 
     def config_at(self, t: float) -> Config:
         """The configuration in effect at time `t`."""
@@ -142,10 +149,19 @@ class RunBook:
         record.bandwidth_estimate_kbps = self.estimates.get(second, math.nan)
         self.sink.second(record)
         self.seconds_closed = second + 1
-        estimate = self.estimator.estimate(second)
+        estimate = self.estimator.estimate(second, self.waiting())
         self.estimates[second + 1] = estimate
         return Report(second=second, bitrate_kbps=self.bits_sent.get(second, 0.0) / 1000.0,
                       bandwidth_kbps=estimate)
+
+    def waiting(self) -> Waiting | None:
+        """The oldest keyframe on the uplink not yet known to be delivered, and when its
+        transmission started: the later of its hand-over and the last delivery or discard
+        (the uplink is FIFO); None when nothing is outstanding."""
+        if not self._outstanding:
+            return None
+        rec = self.records[next(iter(self._outstanding))]
+        return Waiting(8.0 * rec.bytes, max(rec.t_sent, self._link_free))
 
     def finish(self, video_s: float, content: Callable[[int], Content | None]) -> Totals:
         """The stream ended after `video_s` seconds of video: close the seconds still open

@@ -23,6 +23,7 @@ from stac.experiment.adaptation import (
     binding_kbps,
     family_factor,
     family_mean_kbps,
+    floor_kbps,
     fps_curves,
     looped_clip,
     pick_segments,
@@ -140,6 +141,12 @@ def test_run_metrics_on_a_hand_made_run(tmp_path):
     assert m["changes"] == 2  # B at second 2, fps at second 3
     assert m["B_mean"] == 3.0 and m["delay_mean"] == pytest.approx(0.1)
     assert m["estimate_error"] == pytest.approx(np.mean([0.5, 0.9, 9.0]))
+    assert math.isnan(m["overshoot_feasible_frac"])  # no floor given
+    m = run_metrics(_run(tmp_path), binding_kbps=500.0, floor_kbps=150.0)
+    assert m["feasible_frac"] == 0.5  # seconds 0 (200) and 2 (1000) fit the cheapest
+    assert m["overshoot_feasible_frac"] == 0.0  # the overshoot (second 1) is below the floor
+    m = run_metrics(_run(tmp_path), binding_kbps=500.0, floor_kbps=100.0)
+    assert m["overshoot_feasible_frac"] == 0.25
 
 
 def test_best_fixed_and_fps_curves():
@@ -165,6 +172,9 @@ def test_binding_threshold_is_the_most_expensive_configuration(repo_root):
         df[df.video == "bikes"].groupby(["B", "fps"])["bitrate_kbps"].mean().max()
     with pytest.raises(ValueError, match="no profile rows of 'nope'"):
         binding_kbps(path, "nope")
+    assert floor_kbps(path) == df.groupby(["B", "fps"])["bitrate_kbps"].mean().min()
+    with pytest.raises(ValueError, match="no profile rows of 'nope'"):
+        floor_kbps(path, "nope")
 
 
 @pytest.mark.slow

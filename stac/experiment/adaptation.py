@@ -241,12 +241,16 @@ def attach_segments(runs: pd.DataFrame, segments: Sequence[Segment]) -> pd.DataF
     return runs.assign(family=fam, segment=name)
 
 
-def run_metrics(run: RunResult, binding_kbps: float) -> dict[str, float]:
+def run_metrics(run: RunResult, binding_kbps: float,
+                floor_kbps: float = math.nan) -> dict[str, float]:
     """Issue 12's numbers for one run: mean PA and mIoU, the fraction of seconds whose
     bitrate is above 1.05 x the bandwidth, of keyframes dropped, the mean utilisation
     (bitrate / bandwidth) over the seconds where the link binds (bandwidth below
     `binding_kbps`, the most expensive configuration's bitrate), the shown result's delay
-    and age (mean, p95, s), the mean estimate error and the configuration changes."""
+    and age (mean, p95, s), the mean estimate error and the configuration changes. With
+    `floor_kbps` (the cheapest configuration's bitrate), also the overshoot over only the
+    seconds whose bandwidth is at least that (`overshoot_feasible_frac`: in an outage below
+    it every configuration overshoots) and the share of such seconds (`feasible_frac`)."""
     from stac.results import OVERSHOOT_FACTOR, knob_columns, result_age_s
 
     f, s = run.frames, run.seconds
@@ -257,10 +261,15 @@ def run_metrics(run: RunResult, binding_kbps: float) -> dict[str, float]:
     knobs = knob_columns(s)
     changes = int((s[knobs].diff().abs().sum(axis=1) > 0).iloc[1:].sum()) if knobs else 0
     est = s["bandwidth_estimate_kbps"]
+    feasible = bw >= floor_kbps  # all False for a NaN floor
+    over = bit > OVERSHOOT_FACTOR * bw
     return {
         "pa": float(f["pa"].mean()), "miou": float(f["miou"].mean()),
         "kbps": float(bit.mean()), "bandwidth_kbps": float(bw.mean()),
-        "overshoot_frac": float((bit > OVERSHOOT_FACTOR * bw).mean()),
+        "overshoot_frac": float(over.mean()),
+        "feasible_frac": float(feasible.mean()) if math.isfinite(floor_kbps) else math.nan,
+        "overshoot_feasible_frac": float(over[feasible].mean()) if feasible.any()
+        else math.nan,
         "dropped_key_frac": float(f.loc[keys, "dropped"].astype(bool).mean())
         if keys.any() else math.nan,
         "binding_frac": float(binds.mean()),
@@ -310,6 +319,17 @@ def binding_kbps(profiles: str | Path, video: str | None = None) -> float:
     if df.empty:
         raise ValueError(f"{profiles}: no profile rows" + (f" of {video!r}" if video else ""))
     return float(df.groupby(["B", "fps"])["bitrate_kbps"].mean().max())
+
+
+def floor_kbps(profiles: str | Path, video: str | None = None) -> float:
+    """The mean bitrate of the cheapest profiled configuration (of `video`, if given): below
+    it no configuration fits the link."""
+    df = pd.read_csv(profiles)
+    if video is not None:
+        df = df[df["video"] == video]
+    if df.empty:
+        raise ValueError(f"{profiles}: no profile rows" + (f" of {video!r}" if video else ""))
+    return float(df.groupby(["B", "fps"])["bitrate_kbps"].mean().min())
 
 
 def best_fixed(table: pd.DataFrame, by: Sequence[str] = ("segment",),
