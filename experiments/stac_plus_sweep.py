@@ -12,7 +12,7 @@ skips finished runs) over each clip of `--clips` (``NAME=VIDEO[@WxH]``; VIDEO a 
 synthetic development set `stac.synthetic.DEV_SET`), keyframe rate and scheme, on a constant
 200 Mbps trace (no drops: accuracy reflects compression). `--ablate B,...` adds `stac-plus`
 runs with one component switched to the paper's (allocation=closest, levelmap=png,
-confidence=0, residual=eq7) and without mixing charges (mix_bits = map_bits = 0).
+confidence=0, residual=eq7) and without mixing charges (mix_bits = map_bits = diff_bits = 0).
 
 `report` reads runs tables, labels each run by clip, keyframe rate and variant
 (``stac-plus``, ``stac-plus[confidence=0]``, ...), and writes rows.csv and
@@ -44,8 +44,9 @@ from stac.traces import Trace, save_trace
 VALUES = {"stac-plus": ("B", [0.1, 0.25, 0.5, 1.5, 4.0]), "stac": ("B", [0.1, 0.5, 1.5, 4.0]),
           "uniform": ("level", [2, 6, 10, 14, 18, 22]), "grace": ("level", [2, 8, 14, 20])}
 ABLATIONS = ({"allocation": "closest"}, {"levelmap": "png"}, {"confidence": 0},
-             {"residual": "eq7"}, {"mix_bits": 0.0, "map_bits": 0.0})
-COMPONENTS = ("allocation", "levelmap", "confidence", "residual", "mix_bits", "map_bits")
+             {"residual": "eq7"}, {"mix_bits": 0.0, "map_bits": 0.0, "diff_bits": 0.0})
+COMPONENTS = ("allocation", "levelmap", "confidence", "residual", "mix_bits", "map_bits",
+              "diff_bits")
 HIGH_PA = 0.95
 
 

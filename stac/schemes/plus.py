@@ -42,6 +42,8 @@ class StacPlus(SchemeParams):
                                  "regions at different levels (lagrangian)", low=0.0)
     map_bits: float = param(0.0, "estimated Eq. 2 model bits per region off the mode level "
                                  "(lagrangian)", low=0.0)
+    diff_bits: float = param(0.0, "estimated Eq. 2 model bits per level of difference between "
+                                  "neighbouring regions (lagrangian)", low=0.0)
     tables: str | None = param(None, _TABLES_DOC)
 
     def __post_init__(self) -> None:
@@ -66,7 +68,7 @@ class StacPlus(SchemeParams):
                             grid=grid)
         edge = PlusEdge(model, tables, start, allocation=self.allocation,
                         levelmap=self.levelmap, mix_bits=self.mix_bits, map_bits=self.map_bits,
-                        grid=grid,
+                        diff_bits=self.diff_bits, grid=grid,
                         tuner=make_tuner(stream.tuner, stream.schedule, self.name, model),
                         frame_size=stream.frame_size)
         return Scheme(name=self.name, device=device, edge=edge, config=start)
