@@ -37,7 +37,7 @@ class PlusEdge(StacEdge):
 
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
                  allocation: str = "lagrangian", levelmap: str = "delta",
-                 mix_bits: float = 1.2, map_bits: float = 0.0, diff_bits: float = 0.0,
+                 mix_bits: float = 2.2, map_bits: float = 0.0, diff_bits: float = 0.0,
                  grid: RegionGrid | None = None,
                  tuner: Tuner | None = None,
                  frame_size: tuple[int, int] | None = None) -> None:

@@ -36,9 +36,11 @@ class StacPlus(SchemeParams):
                             low=0, high=1)
     residual: str = param("dnn", "residual levels: dnn (gradient-weighted error bound, 7b) "
                                  "or eq7 (the paper's Eq. 7a)")
-    # calibrated on CamVid train stills (experiments/stac_plus_keyframe.py calibrate,
-    # experiments/figures/stac_plus/calibration.json; docs/stac.md); was a guess of 24 and 4
-    mix_bits: float = param(1.2, "estimated Eq. 2 model bits per pair of neighbouring "
+    # calibrated for the default dabnet on CamVid train stills (experiments/stac_plus_keyframe.py
+    # calibrate, experiments/figures/stac_plus/calibration.json; docs/stac.md): 1.2 for
+    # bisenet, a guess of 24 and 4 before; diff_bits (the level-difference form) measured no
+    # better on CamVid val stills, so it is off by default
+    mix_bits: float = param(2.2, "estimated Eq. 2 model bits per pair of neighbouring "
                                  "regions at different levels (lagrangian)", low=0.0)
     map_bits: float = param(0.0, "estimated Eq. 2 model bits per region off the mode level "
                                  "(lagrangian)", low=0.0)
