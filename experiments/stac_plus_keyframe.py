@@ -14,7 +14,7 @@ real bits per region R(r, l), and the PA of the decoded frame's segmentation aga
 raw still's).
 
 `calibrate` fits the allocation's mixing charges from measured data (docs/stac.md,
-"Calibrating mix_bits and map_bits"). Per still it encodes mixed level maps: the
+"Calibrating the mixing charges"). Per still it encodes mixed level maps: the
 Lagrangian allocation without mixing charges at the budgets of uniform levels 6-22, and
 random two-level maps (base 8/14/20, +-2, +-4 or +-8 levels on 30% of the regions, as single
 regions or as 3x3 blobs). The excess of a mixed frame over its regions' uniform-encode bits,
