@@ -5,15 +5,17 @@ of the keyframe's coefficients, in bits) and the paper's worst-case loss increme
 dQ(r, l) = 0.5 sum |g_s| q^l_n (§IV-B). The allocation minimises
 
     J(a) = sum_r V(r, a_r) + mix_bits x #{4-neighbour pairs at different levels}
+           + diff_bits x sum over 4-neighbour pairs of |a_r - a_s|
            + map_bits x #{regions off the frame's mode level}
 
-subject to D(a) = sum_r dQ(r, a_r) <= B. The last two terms charge what mixing levels
-costs and Eq. 2 does not see: neighbours at other levels hurt intra prediction, and every
-off-mode region costs level-map bytes. For a multiplier lambda the per-region
-argmin_l V + lambda dQ is smoothed by a few checkerboard sweeps of iterated conditional
-modes under the neighbour term; lambda is bisected (in log space) to the smallest value
-whose D meets B. The uniform level at budget B (the coarsest with D <= B) is always a
-candidate, so the result's J is never above the uniform assignment's.
+subject to D(a) = sum_r dQ(r, a_r) <= B. The last three terms charge what mixing levels
+costs and Eq. 2 does not see: neighbours at other levels hurt intra prediction (the more,
+the further apart their levels), and every off-mode region costs level-map bytes. For a
+multiplier lambda the per-region argmin_l V + lambda dQ is smoothed by a few checkerboard
+sweeps of iterated conditional modes under the neighbour terms; lambda is bisected (in log
+space) to the smallest value whose D meets B. The uniform level at budget B (the coarsest
+with D <= B) is always a candidate, so the result's J is never above the uniform
+assignment's.
 Everything is vectorised over regions x levels (tens of small array operations).
 """
 
@@ -88,20 +90,43 @@ def _degree(shape: tuple[int, int]) -> np.ndarray:
     return _neighbour_counts(np.zeros(shape, np.int64), 1)[..., 0]
 
 
-def mixing_cost(levels: np.ndarray, mix_bits: float, map_bits: float) -> float:
+def _neighbour_differences(levels: np.ndarray, num: int) -> np.ndarray:
+    """(rows, cols, L): sum over each region's 4-neighbours n of |l - a_n|, for every l."""
+    candidates = np.arange(num)
+    out = np.zeros((*levels.shape, num))
+    out[1:] += np.abs(candidates - levels[:-1, :, None])
+    out[:-1] += np.abs(candidates - levels[1:, :, None])
+    out[:, 1:] += np.abs(candidates - levels[:, :-1, None])
+    out[:, :-1] += np.abs(candidates - levels[:, 1:, None])
+    return out
+
+
+def level_differences(levels: np.ndarray) -> int:
+    """The sum over 4-neighbour pairs of the absolute difference of their levels."""
+    levels = np.asarray(levels, np.int64)
+    return int(np.abs(np.diff(levels, axis=0)).sum() + np.abs(np.diff(levels, axis=1)).sum())
+
+
+def mixing_cost(levels: np.ndarray, mix_bits: float, map_bits: float,
+                diff_bits: float = 0.0) -> float:
     """The estimated bits mixing levels costs: `mix_bits` per 4-neighbour pair at different
-    levels plus `map_bits` per region off the map's most frequent level."""
+    levels, `diff_bits` per level of difference within those pairs, and `map_bits` per
+    region off the map's most frequent level."""
     levels = np.asarray(levels)
     pairs = np.count_nonzero(levels[1:] != levels[:-1]) + np.count_nonzero(
         levels[:, 1:] != levels[:, :-1])
     mode = np.bincount(levels.ravel()).argmax()
-    return float(mix_bits * pairs + map_bits * np.count_nonzero(levels != mode))
+    cost = mix_bits * pairs + map_bits * np.count_nonzero(levels != mode)
+    if diff_bits:
+        cost += diff_bits * level_differences(levels)
+    return float(cost)
 
 
-def objective(levels: np.ndarray, size: np.ndarray, mix_bits: float, map_bits: float) -> float:
+def objective(levels: np.ndarray, size: np.ndarray, mix_bits: float, map_bits: float,
+              diff_bits: float = 0.0) -> float:
     """J(a): the estimated size of the frame coded at `levels` with the mixing cost."""
     picked = np.take_along_axis(size, np.asarray(levels)[..., None], axis=2)
-    return float(picked.sum()) + mixing_cost(levels, mix_bits, map_bits)
+    return float(picked.sum()) + mixing_cost(levels, mix_bits, map_bits, diff_bits)
 
 
 def increment(levels: np.ndarray, dq: np.ndarray) -> float:
@@ -116,22 +141,26 @@ def uniform_level(dq: np.ndarray, B: float) -> int:
     return int(ok.max()) if ok.size else 0
 
 
-def _lagrangian(size: np.ndarray, dq: np.ndarray, lam: float, mix_bits: float) -> np.ndarray:
-    """Per-region argmin V + lam dQ, then checkerboard ICM sweeps under the neighbour term."""
+def _lagrangian(size: np.ndarray, dq: np.ndarray, lam: float, mix_bits: float,
+                diff_bits: float = 0.0) -> np.ndarray:
+    """Per-region argmin V + lam dQ, then checkerboard ICM sweeps under the neighbour terms."""
     cost = size + lam * dq
     levels = cost.argmin(axis=2)
-    if mix_bits > 0 and levels.size > 1:
+    if (mix_bits > 0 or diff_bits > 0) and levels.size > 1:
+        num = size.shape[2]
         parity = np.add.outer(np.arange(levels.shape[0]), np.arange(levels.shape[1])) % 2
         degree = _degree(levels.shape)[..., None]
         for _ in range(ICM_SWEEPS):
             for colour in (0, 1):  # regions of one colour have no neighbour of that colour
-                local = cost + mix_bits * (degree - _neighbour_counts(levels, size.shape[2]))
+                local = cost + mix_bits * (degree - _neighbour_counts(levels, num))
+                if diff_bits > 0:
+                    local = local + diff_bits * _neighbour_differences(levels, num)
                 levels = np.where(parity == colour, local.argmin(axis=2), levels)
     return levels
 
 
 def allocate(size: np.ndarray, dq: np.ndarray, B: float, mix_bits: float = 0.0,
-             map_bits: float = 0.0) -> Allocation:
+             map_bits: float = 0.0, diff_bits: float = 0.0) -> Allocation:
     """The Lagrangian allocation at budget B: levels minimising J subject to D <= B, never
     worse in J than the uniform level at the same budget (module docstring).
 
@@ -143,19 +172,20 @@ def allocate(size: np.ndarray, dq: np.ndarray, B: float, mix_bits: float = 0.0,
         raise ValueError(f"size {size.shape} and dq {dq.shape} must be equal (rows, cols, L)")
     if not B > 0:
         raise ValueError(f"B must be > 0, got {B}")
-    if mix_bits < 0 or map_bits < 0:
-        raise ValueError(f"mixing costs must be >= 0, got {mix_bits}, {map_bits}")
+    if mix_bits < 0 or map_bits < 0 or diff_bits < 0:
+        raise ValueError(f"mixing costs must be >= 0, got mix_bits {mix_bits}, map_bits "
+                         f"{map_bits}, diff_bits {diff_bits}")
     u = uniform_level(dq, B)
     flat = np.full(size.shape[:2], u, np.int64)
-    best = (objective(flat, size, mix_bits, map_bits), flat, np.nan)
+    best = (objective(flat, size, mix_bits, map_bits, diff_bits), flat, np.nan)
     u_obj, u_inc = best[0], increment(flat, dq)
     lo, hi = -9.0, 9.0  # log10 lambda: lo too small to meet B (or as good as any), hi meets it
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        levels = _lagrangian(size, dq, 10.0 ** mid, mix_bits)
+        levels = _lagrangian(size, dq, 10.0 ** mid, mix_bits, diff_bits)
         if increment(levels, dq) <= B:
             hi = mid
-            j = objective(levels, size, mix_bits, map_bits)
+            j = objective(levels, size, mix_bits, map_bits, diff_bits)
             if j < best[0]:
                 best = (j, levels, 10.0 ** mid)
         else:

@@ -37,7 +37,8 @@ class PlusEdge(StacEdge):
 
     def __init__(self, model: StreamingSegmenter, tables: TableSet, config: Config,
                  allocation: str = "lagrangian", levelmap: str = "delta",
-                 mix_bits: float = 1.2, map_bits: float = 0.0, grid: RegionGrid | None = None,
+                 mix_bits: float = 2.2, map_bits: float = 0.0, diff_bits: float = 0.0,
+                 grid: RegionGrid | None = None,
                  tuner: Tuner | None = None,
                  frame_size: tuple[int, int] | None = None) -> None:
         if allocation not in ALLOCATIONS:
@@ -50,6 +51,7 @@ class PlusEdge(StacEdge):
         self.levelmap = levelmap
         self.mix_bits = float(mix_bits)
         self.map_bits = float(map_bits)
+        self.diff_bits = float(diff_bits)
         self.last_allocation: Allocation | None = None
         self.last_uniform: int | None = None
 
@@ -83,5 +85,6 @@ class PlusEdge(StacEdge):
             levels = select_levels(grads, self.tables.steps, B, height, width, self.region_size)
             return levels, uniform_level(dq, B)
         size = region_size_estimates(coeffs, self.tables.steps, height, width, self.region_size)
-        self.last_allocation = allocate(size, dq, B, self.mix_bits, self.map_bits)
+        self.last_allocation = allocate(size, dq, B, self.mix_bits, self.map_bits,
+                                        self.diff_bits)
         return self.last_allocation.levels, self.last_allocation.uniform_level

@@ -1,9 +1,9 @@
 """Device and edge step times of `stac-plus` next to `stac` (issue 16), printed as JSON.
 
     python experiments/stac_plus_bench.py [--video PATH] [--size 480x360] [--seconds 4]
-        [--fps 5] [--B 1.5] [--delay 2]
+        [--fps 5] [--B 1.5] [--delay 2] [--schemes "stac,stac-plus,stac-plus[diff_bits=0.91]"]
 
-Each scheme's device and edge (built by the scheme, shipped `bisenet` and its tables) run
+Each scheme's device and edge (built by the scheme, the default model and its tables) run
 in lockstep on a real clip (default: videos/solidWhiteRight.mp4 of the data root at
 480x360, its 25 fps): every frame goes through `device.on_frame` (DIS flow into the cache,
 propagation of the newest fed-back segmentation, and on keyframes the levels l', the
@@ -37,10 +37,31 @@ def _stats(values: list[float]) -> dict:
             "p95_ms": round(float(np.percentile(ms, 95)), 2)}
 
 
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``scheme`` or ``scheme[key=value;...]`` -> (scheme, {key: value}), numbers as numbers."""
+    name, _, rest = text.partition("[")
+    if not rest:
+        return name, {}
+    if not rest.endswith("]"):
+        raise SystemExit(f"--schemes: {text!r}: expected scheme[key=value;...]")
+    pairs = [item.partition("=") for item in rest[:-1].split(";") if item]
+    return name, {key: _number(value) for key, _, value in pairs}
+
+
+def _number(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def bench(scheme_name: str, frames: list[np.ndarray], source_fps: float, model, args) -> dict:
     """Step times of one scheme's device and edge over `frames` in lockstep."""
     h, w = frames[0].shape[:2]
-    built = make_scheme(scheme_name, {"B": args.B, "fps": args.fps}).build(
+    name, extra = parse_variant(scheme_name)
+    built = make_scheme(name, {"B": args.B, "fps": args.fps, **extra}).build(
         Stream(source_fps=source_fps, frame_size=(w, h)), model)
     device, edge = built.device, built.edge
     allocation_s: list[float] = []
@@ -88,7 +109,8 @@ def main() -> None:
     p.add_argument("--B", type=float, default=1.5)
     p.add_argument("--delay", type=int, default=2, help="feedback delay in frames")
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--schemes", default="stac,stac-plus")
+    p.add_argument("--schemes", default="stac,stac-plus",
+                   help="comma list; scheme[key=value;...] sets scheme parameters")
     args = p.parse_args()
     import torch
 

@@ -14,21 +14,26 @@ real bits per region R(r, l), and the PA of the decoded frame's segmentation aga
 raw still's).
 
 `calibrate` fits the allocation's mixing charges from measured data (docs/stac.md,
-"Calibrating mix_bits and map_bits"). Per still it encodes mixed level maps: the
+"Calibrating the mixing charges"). Per still it encodes mixed level maps: the
 Lagrangian allocation without mixing charges at the budgets of uniform levels 6-22, and
-random two-level maps (base 8/14/20, +-4 levels on 30% of the regions, as single regions
-or as 3x3 blobs). The excess of a mixed frame over its regions' uniform-encode bits,
+random two-level maps (base 8/14/20, +-2, +-4 or +-8 levels on 30% of the regions, as single
+regions or as 3x3 blobs). The excess of a mixed frame over its regions' uniform-encode bits,
 E(a) = bits(a) - (header and map bits of the uniform frame) - sum_r R(r, a_r),
-is fitted (non-negative least squares, no intercept: a uniform map has E = 0) as
-beta x (4-neighbour pairs at different levels) + gamma x (regions off the mode level).
-The exchange rate alpha between real bits and Eq. 2's model bits is the slope of the
-uniform frames' bits on their sum of V (one intercept per still). Then
-mix_bits = beta / alpha and map_bits = gamma / alpha, in the units of V that the
-allocation's objective uses. Writes calibration.json and calibration_points.csv.
+is fitted (non-negative least squares, no intercept: a uniform map has E = 0) in three
+forms: `pair`, beta x (4-neighbour pairs at different levels) + gamma x (regions off the
+mode level); `diff`, delta x (sum over 4-neighbour pairs of the level difference) + gamma x
+(off mode); `pair+diff`, all three; and `diff@lagrangian`, the `diff` form fitted on the
+Lagrangian maps only. The exchange rate alpha between real bits and
+Eq. 2's model bits is the slope of the uniform frames' bits on their sum of V (one
+intercept per still). Then mix_bits = beta / alpha, diff_bits = delta / alpha and
+map_bits = gamma / alpha, in the units of V that the allocation's objective uses; the
+top-level charges are the `pair+diff` form's. Writes calibration.json and
+calibration_points.csv.
 
 `compare` is the issue's keyframe-only comparison of the allocation rules over a budget
 grid B: Algorithm 1 (`closest`), the Lagrangian with real per-region bits R, the Lagrangian
-with Eq. 2's V, and V with the mixing charges (the old defaults and the calibrated ones).
+with Eq. 2's V, and V with the mixing charges (the old guess, the calibrated per-pair
+charges and the calibrated level-difference charges).
 Each curve is (mean bytes, mean PA) over the stills per B (per level for uniform); BD-rate
 of each rule against one uniform level (all 32 levels), over the whole common PA range and
 at PA >= 0.95, and the noise floor: the BD-rate between two uniform sweeps (odd levels
@@ -49,7 +54,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from edge.allocation import allocate, mixing_cost, region_size_estimates
+from edge.allocation import allocate, level_differences, mixing_cost, region_size_estimates
 from edge.gradients import dct_gradients
 from edge.models.base import segment
 from edge.selection import region_gradient_sums, select_levels, worst_case_increments
@@ -66,6 +71,11 @@ OLD_MIXING = (24.0, 4.0)  # stac-plus's mix_bits, map_bits before calibration (a
 B_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 3.0, 6.0, 12.0)
 CAL_LEVELS = (6, 10, 14, 18, 22)  # Lagrangian maps at these uniform levels' budgets
 HIGH_PA = 0.95
+# the excess's features per form; `...@lagrangian` is fitted on the Lagrangian maps only
+# (the maps the allocation makes), its R^2 still over all maps
+FIT_FORMS = {"pair": ("pairs", "off_mode"), "diff": ("level_diff", "off_mode"),
+             "pair+diff": ("pairs", "level_diff", "off_mode"),
+             "diff@lagrangian": ("level_diff", "off_mode")}
 
 
 def pick_stills(split: str, count: int, size: tuple[int, int]) -> list:
@@ -148,9 +158,10 @@ def calibrate(args, model, tables) -> dict:
             maps.append((f"lagrangian@{u}", allocate(still.V, still.dq, B).levels))
         for base in (8, 14, 20):
             for blob in (1, 3):
-                offset = 4 if rng.random() < 0.5 else -4
-                maps.append((f"random{blob}@{base}{offset:+d}",
-                             random_map(still.V.shape[:2], base, offset, 0.3, blob, rng, L)))
+                for size in (2, 4, 8):
+                    offset = size if rng.random() < 0.5 else -size
+                    maps.append((f"random{blob}@{base}{offset:+d}",
+                                 random_map(still.V.shape[:2], base, offset, 0.3, blob, rng, L)))
         for kind, levels in maps:
             pairs, off = pairs_and_off_mode(levels)
             if off == 0:
@@ -158,12 +169,14 @@ def calibrate(args, model, tables) -> dict:
             e, e_regions, e_map = still.excess(levels)
             picked_v = np.take_along_axis(still.V, np.asarray(levels)[..., None], 2).sum()
             rows.append({"still": n, "kind": kind, "pairs": pairs, "off_mode": off,
+                         "level_diff": level_differences(levels),
                          "excess_bits": e, "excess_region_bits": e_regions,
                          "excess_map_bits": e_map, "sum_R": float(
                              np.take_along_axis(still.R, np.asarray(levels)[..., None],
                                                 2).sum()), "sum_V": float(picked_v)})
         for level in range(L):
             rows.append({"still": n, "kind": f"uniform@{level}", "pairs": 0, "off_mode": 0,
+                         "level_diff": 0,
                          "excess_bits": 0.0, "excess_region_bits": 0.0, "excess_map_bits": 0.0,
                          "sum_R": float(still.uniform_bits[level]),
                          "sum_V": float(still.V[..., level].sum())})
@@ -186,10 +199,24 @@ def fit_calibration(rows: list[dict], args) -> dict:
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     alpha = float(coef[0])
     r2_alpha = 1 - np.sum((y - X @ coef) ** 2) / np.sum((y - y.mean()) ** 2)
-    A = np.array([[r["pairs"], r["off_mode"]] for r in mixed], float)
     e = np.array([r["excess_bits"] for r in mixed])
-    (beta, gamma), _ = nnls(A, e)
-    r2 = 1 - np.sum((e - A @ [beta, gamma]) ** 2) / np.sum((e - e.mean()) ** 2)
+    forms = {}
+    lagrangian = np.array([r["kind"].startswith("lagrangian") for r in mixed])
+    for form, keys in FIT_FORMS.items():
+        A = np.array([[r[k] for k in keys] for r in mixed], float)
+        fit_rows = lagrangian if form.endswith("@lagrangian") else slice(None)
+        coef, _ = nnls(A[fit_rows], e[fit_rows])
+        fit = dict(zip(keys, coef, strict=True))
+        pred = A @ coef
+        forms[form] = {
+            "beta_real_bits_per_pair": float(fit.get("pairs", 0.0)),
+            "delta_real_bits_per_level_of_difference": float(fit.get("level_diff", 0.0)),
+            "gamma_real_bits_per_off_mode_region": float(fit.get("off_mode", 0.0)),
+            "excess_fit_r2": float(1 - np.sum((e - pred) ** 2) / np.sum((e - e.mean()) ** 2)),
+            "r2_by_map_family": _r2_by_family(mixed, e, pred),
+            "mix_bits": float(fit.get("pairs", 0.0) / alpha),
+            "diff_bits": float(fit.get("level_diff", 0.0) / alpha),
+            "map_bits": float(fit.get("off_mode", 0.0) / alpha)}
     share = [r["excess_bits"] / r["sum_R"] for r in mixed]
     kinds: dict[str, list] = {}
     for r in mixed:  # lagrangian@6, random1@8, ... (the random maps' offset dropped)
@@ -197,8 +224,7 @@ def fit_calibration(rows: list[dict], args) -> dict:
     return {"split": args.split, "stills": len(stills), "size": list(args.size),
             "model": args.model, "mixed_maps": len(mixed),
             "alpha_real_bits_per_model_bit": alpha, "alpha_r2": float(r2_alpha),
-            "beta_real_bits_per_pair": float(beta), "gamma_real_bits_per_off_mode_region":
-                float(gamma), "excess_fit_r2": float(r2),
+            "forms": forms,
             "excess_share_of_sum_R": {"median": float(np.median(share)),
                                       "p10": float(np.percentile(share, 10)),
                                       "p90": float(np.percentile(share, 90))},
@@ -211,26 +237,54 @@ def fit_calibration(rows: list[dict], args) -> dict:
             "median_by_map_kind": {k: {
                 "pairs": float(np.median([r["pairs"] for r in v])),
                 "off_mode": float(np.median([r["off_mode"] for r in v])),
+                "level_diff": float(np.median([r["level_diff"] for r in v])),
                 "excess_bits_per_pair": float(np.median([r["excess_bits"] / r["pairs"]
                                                          for r in v])),
+                "excess_bits_per_level_of_difference": float(np.median(
+                    [r["excess_bits"] / r["level_diff"] for r in v])),
                 "excess_share_of_sum_R": float(np.median([r["excess_bits"] / r["sum_R"]
                                                           for r in v]))}
                 for k, v in sorted(kinds.items())},
-            "mix_bits": float(beta / alpha), "map_bits": float(gamma / alpha),
+            **{k: forms["pair+diff"][k] for k in ("mix_bits", "diff_bits", "map_bits")},
             "load": os.getloadavg()}
 
 
+def _r2_by_family(mixed: list[dict], e: np.ndarray, pred: np.ndarray) -> dict:
+    """R^2 of a fit within each family of maps (lagrangian, random1, random3)."""
+    out = {}
+    for family in ("lagrangian", "random1", "random3"):
+        pick = np.array([r["kind"].startswith(family) for r in mixed])
+        if pick.sum() > 1:
+            y = e[pick]
+            out[family] = float(1 - np.sum((y - pred[pick]) ** 2) / np.sum((y - y.mean()) ** 2))
+    return out
+
+
+def mixing_rules(calibration: Path | None) -> dict[str, tuple[float, float, float]]:
+    """(mix_bits, map_bits, diff_bits) per mixing rule: the old guess, and with a calibration
+    its per-pair form (`calibrated`) and level-difference forms (`diff`, `pair+diff`;
+    a form with the same charges as an earlier one is left out)."""
+    rules = {"lagrangian_eq2_mix_old": (*OLD_MIXING, 0.0)}
+    if calibration is None:
+        return rules
+    forms = json.loads(Path(calibration).read_text())["forms"]
+    for name, form in (("lagrangian_eq2_mix_calibrated", "pair"),
+                       ("lagrangian_eq2_mix_diff", "diff"),
+                       ("lagrangian_eq2_mix_pair_diff", "pair+diff"),
+                       ("lagrangian_eq2_mix_lagrangian_fit", "diff@lagrangian")):
+        charges = tuple(forms[form][k] for k in ("mix_bits", "map_bits", "diff_bits"))
+        if charges not in rules.values():
+            rules[name] = charges
+    return rules
+
+
 def compare(args, model, tables) -> dict:
-    mix = OLD_MIXING
-    if args.calibration is not None:
-        cal = json.loads(Path(args.calibration).read_text())
-        mix = (cal["mix_bits"], cal["map_bits"])
+    mixing = mixing_rules(args.calibration)
     rules = {
         "closest": None,  # Algorithm 1
-        "lagrangian_real": ("R", 0.0, 0.0),
-        "lagrangian_eq2": ("V", 0.0, 0.0),
-        "lagrangian_eq2_mix_old": ("V", *OLD_MIXING),
-        "lagrangian_eq2_mix_calibrated": ("V", *mix),
+        "lagrangian_real": ("R", 0.0, 0.0, 0.0),
+        "lagrangian_eq2": ("V", 0.0, 0.0, 0.0),
+        **{name: ("V", *charges) for name, charges in mixing.items()},
     }
     path = args.out / "keyframe_rows.csv"
     done = set()
@@ -258,17 +312,17 @@ def compare(args, model, tables) -> dict:
                         levels = select_levels(still.grads, still.steps, B, h, wd)
                     else:
                         size = still.R if how[0] == "R" else still.V
-                        levels = allocate(size, still.dq, B, how[1], how[2]).levels
+                        levels = allocate(size, still.dq, B, *how[1:]).levels
                     coded = still.encode(levels)
                     out.append({"still": n, "rule": rule, "value": B,
                                 "bytes": coded.stats.n_bytes, "pa": still.pa(coded)})
             w.writerows(out)
             f.flush()
             print(f"still {n}: {time.perf_counter() - t0:.1f} s", flush=True)
-    return summarise_rules(path, mix)
+    return summarise_rules(path, mixing)
 
 
-def summarise_rules(path: Path, mix: tuple[float, float]) -> dict:
+def summarise_rules(path: Path, mixing: dict[str, tuple[float, float, float]]) -> dict:
     """Mean curves over the stills and BD-rates against uniform (whole range, PA >= 0.95)."""
     import pandas as pd
 
@@ -283,8 +337,9 @@ def summarise_rules(path: Path, mix: tuple[float, float]) -> dict:
         except ValueError:  # no overlap in the band
             return None
 
-    out = {"stills": int(rows["still"].nunique()), "mixing_calibrated": list(mix),
-           "mixing_old": list(OLD_MIXING), "bd_rate_vs_uniform": {}}
+    out = {"stills": int(rows["still"].nunique()),
+           "mixing_charges_mix_map_diff": {k: list(v) for k, v in mixing.items()},
+           "bd_rate_vs_uniform": {}}
     for rule, c in curves.groupby("rule"):
         if rule == "uniform":
             continue
@@ -357,9 +412,7 @@ def main() -> None:
         result = calibrate(args, model, tables)
         name = "calibration.json"
     elif args.mode == "summary":  # the comparison's summary from the stills done so far
-        cal = json.loads(Path(args.calibration).read_text()) if args.calibration else None
-        result = summarise_rules(args.out / "keyframe_rows.csv", OLD_MIXING if cal is None
-                                 else (cal["mix_bits"], cal["map_bits"]))
+        result = summarise_rules(args.out / "keyframe_rows.csv", mixing_rules(args.calibration))
         name = "keyframe_rules.json"
     else:
         result = compare(args, model, tables)

@@ -10,9 +10,11 @@
 skips finished runs) over each clip of `--clips` (``NAME=VIDEO[@WxH]``; VIDEO a file,
 ``default`` or a synthetic clip ``synthetic:...``, `stac.synthetic`; ``dev`` adds the
 synthetic development set `stac.synthetic.DEV_SET`), keyframe rate and scheme, on a constant
-200 Mbps trace (no drops: accuracy reflects compression). `--ablate B,...` adds `stac-plus`
-runs with one component switched to the paper's (allocation=closest, levelmap=png,
-confidence=0, residual=eq7) and without mixing charges (mix_bits = map_bits = 0).
+200 Mbps trace (no drops: accuracy reflects compression) with fixed configurations
+(`--tuner fixed`: no scheme's tuner changes B, level or fps during a run). `--ablate B,...`
+adds `stac-plus` runs with one component switched to the paper's (allocation=closest,
+levelmap=png, confidence=0, residual=eq7) and without mixing charges (mix_bits = map_bits =
+diff_bits = 0).
 
 `report` reads runs tables, labels each run by clip, keyframe rate and variant
 (``stac-plus``, ``stac-plus[confidence=0]``, ...), and writes rows.csv and
@@ -41,11 +43,13 @@ from stac.metrics import bd_rate, rd_front
 from stac.synthetic import DEV_SET, is_synthetic, parse_spec
 from stac.traces import Trace, save_trace
 
-VALUES = {"stac-plus": ("B", [0.1, 0.25, 0.5, 1.5, 4.0]), "stac": ("B", [0.1, 0.5, 1.5, 4.0]),
+VALUES = {"stac-plus": ("B", [0.1, 0.5, 1.5, 4.0, 8.0, 16.0]),
+          "stac": ("B", [0.1, 0.5, 1.5, 4.0, 8.0, 16.0]),
           "uniform": ("level", [2, 6, 10, 14, 18, 22]), "grace": ("level", [2, 8, 14, 20])}
 ABLATIONS = ({"allocation": "closest"}, {"levelmap": "png"}, {"confidence": 0},
-             {"residual": "eq7"}, {"mix_bits": 0.0, "map_bits": 0.0})
-COMPONENTS = ("allocation", "levelmap", "confidence", "residual", "mix_bits", "map_bits")
+             {"residual": "eq7"}, {"mix_bits": 0.0, "map_bits": 0.0, "diff_bits": 0.0})
+COMPONENTS = ("allocation", "levelmap", "confidence", "residual", "mix_bits", "map_bits",
+              "diff_bits")
 HIGH_PA = 0.95
 
 
@@ -80,7 +84,12 @@ def build_spec(args, clips: dict, trace: Path) -> dict:
                 for change in ABLATIONS:
                     grids.append({**where, "scheme": "stac-plus", "fps": fps,
                                   "B": [float(v) for v in args.ablate.split(",")], **change})
-    return {"base": {"trace": str(trace), "duration": args.duration}, "grid": grids}
+    # fixed configurations: `auto` would let stac's, uniform's and grace's tuners change
+    # B, level and fps every second (stac-plus has none), and the curves would not be curves
+    base = {"trace": str(trace), "duration": args.duration, "tuner": "fixed"}
+    if args.model:
+        base["model"] = args.model
+    return {"base": base, "grid": grids}
 
 
 def run(args) -> None:
@@ -218,6 +227,7 @@ def main() -> None:
         p.add_argument(f"--{scheme}", default=None,
                        help=f"comma list of {knob} values (default {values})")
     p.add_argument("--ablate", default=None, help="comma list of B for the ablation runs")
+    p.add_argument("--model", default=None, help="run: the edge model (default: the default)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--runs", default=None, help="report: comma list of runs.csv files")
     args = p.parse_args()
