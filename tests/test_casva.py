@@ -155,14 +155,17 @@ def test_training_is_deterministic_with_a_seed():
 
 
 def _settle(tuner: CasvaTuner, tables: Tables, config: Config, bandwidths, video: int = 0):
-    """Run `tuner` second by second, fed the tables' bits of its own choices; the grid
-    indices in force after each second."""
+    """Run `tuner` second by second, fed the tables' bits of its own choices and the
+    second's pre-encoding (the device's Content); the grid indices in force after each
+    second."""
     policy = tuner.policy
     out = []
     for second, bw in enumerate(bandwidths):
         idx = tuple(policy.indices(config))
-        bits = float(tables.bits[video, 1 + second % (tables.seconds[video] - 1)][idx])
-        config = tuner.step(second, bits, float(bw), config, None) or config
+        s = 1 + second % (tables.seconds[video] - 1)
+        bits = float(tables.bits[video, s][idx])
+        content = Content(second=second, c=float(tables.pre[video, s]), d=0.0)
+        config = tuner.step(second, bits, float(bw), config, content) or config
         out.append(tuple(policy.indices(config)))
     return out
 
