@@ -205,7 +205,7 @@ def test_casva_run_changes_configuration_when_the_bandwidth_halves(tmp_path):
     assert tuple(sec.loc[3, knobs]) != tuple(sec.loc[7, knobs])
 
 
-POLICIES = [(SHIPPED, TABLES)] + [
+POLICIES = [(SHIPPED, TABLES), (SHIPPED.with_name("casva_policy-v1.pt"), TABLES)] + [
     (SHIPPED.with_name(f"casva_policy-{m}.pt"), TABLES.with_name(f"casva_tables-{m}.csv"))
     for m in ("bisenet",)]
 
