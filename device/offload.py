@@ -5,18 +5,24 @@ encoded with a uniform quality and sent; the device shows the newest segmentatio
 returned, as is (no propagation). The configuration's knob `qp` (x264, `h264`) or
 `quality` (Pillow JPEG, `jpeg`) sets the codec's uniform quality; an optional knob `scale`
 (CASVA's resolution, `casva`) encodes each keyframe downscaled from the source frame.
+With `pre_encode` (scheme `casva`) the device also pre-encodes the first frame of every
+second at CASVA's fixed reference configuration and reports its size as the second's
+content (CASVA's content indicator, Zhang et al., INFOCOM 2022).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
 
-from device.content import is_keyframe
+from device.content import difference, is_keyframe
+from device.flow import to_grey
 from stac.agents import DeviceAgent, DeviceOutput, Work
 from stac.codec.labels import decode_labels
 from stac.codec.reference import X264Encoder, jpeg_encode
-from stac.protocol import Config, Feedback, Keyframe
+from stac.protocol import Config, Content, Feedback, Keyframe
 
 H264 = "h264"
 JPEG = "jpeg"
@@ -37,6 +43,40 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return tuple(max(2, 2 * round(v * scale / 2)) for v in size)  # type: ignore[return-value]
 
 
+#: CASVA's reference pre-encoding: the lowest resolution of its grid (scale 0.5) and a
+#: middle QP (30, the scheme's default), one frame encoded alone (an IDR, a fresh stream),
+#: so its size depends on the frame's content only, never on the configuration in force
+PRE_ENCODE_SCALE = 0.5
+PRE_ENCODE_QP = 30
+
+
+def pre_encode_kbits(frame: np.ndarray) -> float:
+    """Kilobits of `frame` (RGB uint8) encoded alone with x264 at the reference
+    configuration (PRE_ENCODE_SCALE, PRE_ENCODE_QP): CASVA's content indicator."""
+    h, w = frame.shape[:2]
+    size = scaled_size((w, h), PRE_ENCODE_SCALE)
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    encoder = X264Encoder(size[0], size[1], qp=PRE_ENCODE_QP, fps=1)
+    return len(encoder.encode(small)) * 8 / 1000.0
+
+
+def pre_encode_pixels(frame: np.ndarray) -> int:
+    """Pixels of the reference pre-encoding of `frame` (its `Work` size)."""
+    w, h = scaled_size((frame.shape[1], frame.shape[0]), PRE_ENCODE_SCALE)
+    return w * h
+
+
+def pre_encoded_seconds(frames: Iterable[tuple[float, np.ndarray]]) -> dict[int, float]:
+    """{second: kilobits of its first frame's reference pre-encoding} of (t, frame) pairs in
+    capture order: what a `pre_encode` device reports (the offline side of the tables)."""
+    out: dict[int, float] = {}
+    for t, frame in frames:
+        second = int(np.floor(t))
+        if second not in out:
+            out[second] = pre_encode_kbits(frame)
+    return out
+
+
 def check_knob(codec: str, knob: float) -> int:
     """The integer QP (h264, 1-51) or JPEG quality (jpeg, 1-95) of a configuration."""
     if codec not in CODECS:
@@ -52,7 +92,8 @@ def check_knob(codec: str, knob: float) -> int:
 class OffloadDevice(DeviceAgent):
     """Encode keyframes at a uniform QP/quality, send them, show the newest returned result."""
 
-    def __init__(self, codec: str, config: Config, source_fps: float) -> None:
+    def __init__(self, codec: str, config: Config, source_fps: float,
+                 pre_encode: bool = False) -> None:
         check_knob(codec, config[KNOBS[codec]])
         if not source_fps > 0:
             raise ValueError(f"source_fps must be > 0, got {source_fps}")
@@ -63,6 +104,9 @@ class OffloadDevice(DeviceAgent):
         self._encoder: X264Encoder | None = None
         self._labels: np.ndarray | None = None
         self._result_index: int | None = None
+        self.pre_encode = bool(pre_encode)
+        self._content: dict[int, Content] = {}  # second -> its pre-encoded content
+        self._previous: np.ndarray | None = None  # the previous frame (pre_encode's d)
 
     def on_config(self, config: Config) -> None:
         """Adopt a new fps/knob; the next frame is a keyframe and (h264) starts a new stream."""
@@ -99,12 +143,32 @@ class OffloadDevice(DeviceAgent):
             self._start = index
         keyframe = None
         work: list[Work] = []
+        if self.pre_encode:
+            work += self._pre_encode(t, frame)
         if is_keyframe(index, self.config.fps, self.source_fps, start=self._start):
             payload = self._encode(frame)
             keyframe = Keyframe(index=index, t_capture=t, payload=payload)
             work.append(Work("encode", self._encoded_pixels(frame)))
         return DeviceOutput(segmentation=self._labels, result_index=self._result_index,
                             keyframe=keyframe, work=work, propagated=False)
+
+    def _pre_encode(self, t: float, frame: np.ndarray) -> list[Work]:
+        """At the first frame of a second: its reference pre-encoding (c, kilobits) and its
+        difference from the previous frame (d), CASVA's content of that second."""
+        previous, self._previous = self._previous, frame
+        second = int(np.floor(t))
+        if second in self._content:
+            return []
+        d = difference(to_grey(frame), None if previous is None else to_grey(previous))
+        self._content[second] = Content(second=second, c=pre_encode_kbits(frame), d=d)
+        self._content.pop(second - 3, None)
+        h, w = frame.shape[:2]
+        return [Work("pre_encode", pre_encode_pixels(frame)), Work("content", w * h)]
+
+    def content(self, second: int) -> Content | None:
+        """With `pre_encode`: the second's first frame pre-encoded at the reference
+        configuration (c, kilobits) and its difference d; None otherwise."""
+        return self._content.get(second)
 
     def on_feedback(self, feedback: Feedback) -> list[Work]:
         """Cache the result if it is newer than the one shown."""

@@ -6,7 +6,9 @@ output, scored at full resolution), measured by `stac-sim casva profile`. `Casva
 replays bandwidth traces against them, many episodes at once (vectorised numpy): per 1 s
 segment the agent picks grid indices, the segment's bits queue on the link, and the reward
 is CASVA's: accuracy minus a penalty on delay beyond the segment length minus a penalty per
-dropped keyframe.
+dropped keyframe. A side table holds CASVA's content indicator per video second: the
+kilobits of the second's first frame pre-encoded at the reference configuration
+(`device.offload.pre_encode_kbits`, the same function the device runs).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ SCALES = (1.0, 0.75, 0.5)
 FPS = (2.0, 5.0, 10.0)
 QPS = (24, 30, 36, 42)
 TABLE_COLUMNS = ("video", "second", "scale", "fps", "qp", "pa", "miou", "bitrate_kbps")
+PRE_COLUMNS = ("video", "second", "pre_kbits")
+#: the shipped side table of the shipped tables' clips (`stac-sim casva pre-encode`)
+PRE_ENCODING = Path(__file__).resolve().parent / "checkpoints" / "casva_pre_encoding.csv"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Tables:
     qps: tuple[int, ...]
     bits: np.ndarray
     pa: np.ndarray
+    pre: np.ndarray | None = None  # (videos, seconds) kbits of the reference pre-encoding
 
     @property
     def actions(self) -> int:
@@ -59,6 +65,51 @@ class Tables:
         """Mean bitrate per action over every video second (a content reference)."""
         return np.array([self.bits[v, :n].reshape(n, -1).mean(0) for v, n in
                          enumerate(self.seconds)]).mean(0)
+
+
+    def pre_ref(self) -> float:
+        """The mean reference pre-encoding over every video second (1 without `pre`): the
+        video-independent scale of the content indicator log(pre / pre_ref)."""
+        if self.pre is None:
+            return 1.0
+        return float(np.concatenate([self.pre[v, :n] for v, n in enumerate(self.seconds)])
+                     .mean())
+
+
+def write_pre_encoding(seconds: dict[str, dict[int, float]], path: str | Path) -> Path:
+    """Write {video: {second: kbits}} of the reference pre-encoding as a CSV (PRE_COLUMNS)."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(PRE_COLUMNS)
+        for video in sorted(seconds):
+            for second in sorted(seconds[video]):
+                w.writerow([video, second, repr(float(seconds[video][second]))])
+    return path
+
+
+def read_pre_encoding(path: str | Path, videos: Sequence[str], seconds: Sequence[int]
+                      ) -> np.ndarray:
+    """(videos, max seconds) kbits of a pre-encoding CSV for the tables' videos and seconds
+    (the rest repeat the last); ProfileError naming the file if one is missing."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise ProfileError(f"cannot read CASVA pre-encoding table {path}: {e}") from None
+    if missing := set(PRE_COLUMNS) - set(df.columns):
+        raise ProfileError(f"{path}: missing columns {sorted(missing)}")
+    pre = np.full((len(videos), max(seconds)), np.nan)
+    for v, (video, n) in enumerate(zip(videos, seconds, strict=True)):
+        rows = df[(df["video"] == video) & (df["second"] < n)]
+        pre[v, rows["second"].to_numpy(int)] = rows["pre_kbits"].to_numpy(float)
+        if np.isnan(pre[v, :n]).any() or not (pre[v, :n] > 0).all():
+            raise ProfileError(f"{path}: video {video} lacks a positive pre_kbits for some "
+                               f"of its seconds 0..{n - 1}")
+        pre[v, n:] = pre[v, n - 1]
+    return pre
 
 
 def tables_from_runs(run_dirs: Iterable[str | Path]) -> list[dict]:
@@ -88,8 +139,9 @@ def write_tables(rows: Sequence[dict], path: str | Path) -> Path:
     return path
 
 
-def read_tables(path: str | Path) -> Tables:
-    """The tables of a CSV; ProfileError naming the file if a grid cell is missing."""
+def read_tables(path: str | Path, pre_encoding: str | Path | None = PRE_ENCODING) -> Tables:
+    """The tables of a CSV, with the pre-encoding side table `pre_encoding` (None: none);
+    ProfileError naming the file if a grid cell or a video second is missing."""
     import pandas as pd
 
     path = Path(path)
@@ -114,7 +166,8 @@ def read_tables(path: str | Path) -> Tables:
         if np.isnan(bits[v, :n]).any():
             raise ProfileError(f"{path}: video {videos[v]} lacks some (second, scale, fps, qp)")
         bits[v, n:], pa[v, n:] = bits[v, n - 1], pa[v, n - 1]
-    return Tables(videos, seconds, scales, fps, qps, bits, pa)
+    pre = None if pre_encoding is None else read_pre_encoding(pre_encoding, videos, seconds)
+    return Tables(videos, seconds, scales, fps, qps, bits, pa, pre)
 
 
 # --- traces -------------------------------------------------------------------------------
@@ -193,18 +246,24 @@ MAX_QUEUE_S = 4.0
 #: past bandwidth samples in the state
 WINDOW = 8
 REF_KBPS = 100.0  # the log-scale reference of bandwidths and sizes
-STATE_DIM = WINDOW + 3 + 3
+STATE_DIM = WINDOW + 3 + 4
+#: the state of policies trained before the pre-encoding indicator (its first columns)
+STATE_DIM_V1 = WINDOW + 3 + 3
 
 
 def observe(window: np.ndarray, prev: np.ndarray, delay: np.ndarray, bits: np.ndarray,
-            content: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
+            content: np.ndarray, grid: tuple[int, int, int],
+            pre: np.ndarray | None = None) -> np.ndarray:
     """The policy's state (n, STATE_DIM): the log bandwidth samples (oldest first), the
     previous grid indices scaled to [0, 1], the last segment's delay (s, clipped at 4),
-    log size and content indicator (log of its size over the grid cell's mean size)."""
+    log size, content indicator from encoding (log of its size over the grid cell's mean
+    size) and CASVA's pre-encoding indicator `pre` (log of the reference pre-encoding's
+    size over its mean, `Tables.pre_ref`; 0 when unknown)."""
+    pre = np.zeros(len(prev)) if pre is None else pre
     win = np.log(np.maximum(window, 1.0) / REF_KBPS) / 2.0
     idx = prev / np.maximum(np.array(grid) - 1, 1)
     tail = np.stack([np.minimum(delay, 4.0) / 2.0, np.log(np.maximum(bits, 1.0) / REF_KBPS) / 2.0,
-                     np.clip(content, -3, 3)], axis=1)
+                     np.clip(content, -3, 3), np.clip(pre, -3, 3)], axis=1)
     return np.concatenate([win, idx, tail], axis=1).astype(np.float32)
 
 
@@ -224,6 +283,7 @@ class CasvaEnv:
         steady = np.array([np.median(flat[v, 1:n], axis=0) for v, n in enumerate(tables.seconds)])
         self.idr_extra = np.maximum(flat[:, 0] - steady, 0.0)  # bits of a new stream's IDR
         self.mean_bits = tables.mean_bits()
+        self.pre_ref = tables.pre_ref()
 
     def reset(self, bandwidth: np.ndarray | None = None, video: np.ndarray | None = None,
               start: np.ndarray | None = None) -> np.ndarray:
@@ -288,8 +348,11 @@ class CasvaEnv:
         est_delay = (self.est_backlog + bits) / np.maximum(bw, 1e-6)
         self.est_backlog = np.maximum(self.est_backlog + bits - bw, 0.0)
         content = np.log(np.maximum(bits, 1e-3) / self.mean_bits[flat])
+        # the device's content of the second just sent: its first frame pre-encoded
+        pre = (np.zeros(len(a)) if tb.pre is None
+               else np.log(tb.pre[self.video, s] / self.pre_ref))
         self.prev, self.backlog, self.last_bits, self.last_kf = a, backlog, bits, fps
         self.t += 1
         state = observe(self.bw[:, self.t:self.t + WINDOW], a, est_delay, bits, content,
-                        self.grid)
+                        self.grid, pre)
         return state, reward, info

@@ -5,10 +5,13 @@ the edge tuner that runs it once per segment (`--tuner casva-rl:POLICY.pt`).
 State (`edge.casva_env.observe`): the last WINDOW bandwidth samples the tuner was given
 (the estimator's values, never future bandwidth unless the estimator is the oracle), the
 previous decision, the last segment's size and estimated delay (its bits plus the queue
-estimated from past sizes and samples, over the last sample), and a content indicator from
+estimated from past sizes and samples, over the last sample), a content indicator from
 the encoding itself (the segment's size over the mean size of its grid cell in the
-tables, CASVA's pre-encoding indicator). Action: one index into each of the resolution,
-fps and QP lists (three categorical heads). At run time the policy acts greedily.
+tables) and CASVA's pre-encoding indicator (the size of the second's first frame encoded
+by the device at a fixed reference configuration, over its mean in the training tables;
+policies saved before it read the state without this last column). Action: one index
+into each of the resolution, fps and QP lists (three categorical heads). At run time the
+policy acts greedily.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 from edge.casva_env import (
     REF_KBPS,
     STATE_DIM,
+    STATE_DIM_V1,
     WINDOW,
     CasvaEnv,
     SecondTrace,
@@ -45,18 +49,25 @@ HORIZON = 40  # segments per training episode
 
 
 class ActorCritic(nn.Module):
-    """state -> (logits of each knob's list, value): two hidden layers of HIDDEN units."""
+    """state -> (logits of each knob's list, value): two hidden layers of HIDDEN units. It
+    reads the state's first `inputs` columns (STATE_DIM_V1 for policies saved before the
+    pre-encoding indicator)."""
 
-    def __init__(self, grid: Sequence[int], hidden: int = HIDDEN) -> None:
+    def __init__(self, grid: Sequence[int], hidden: int = HIDDEN,
+                 inputs: int = STATE_DIM) -> None:
         super().__init__()
         self.grid = tuple(int(g) for g in grid)
-        self.body = nn.Sequential(nn.Linear(STATE_DIM, hidden), nn.Tanh(),
+        if inputs not in (STATE_DIM, STATE_DIM_V1):
+            raise ValueError(f"a CASVA policy reads {STATE_DIM_V1} or {STATE_DIM} inputs, "
+                             f"got {inputs}")
+        self.inputs = inputs
+        self.body = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(),
                                   nn.Linear(hidden, hidden), nn.Tanh())
         self.pi = nn.Linear(hidden, sum(self.grid))
         self.v = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        h = self.body(x)
+        h = self.body(x[..., :self.inputs])
         return list(torch.split(self.pi(h), self.grid, dim=-1)), self.v(h).squeeze(-1)
 
 
@@ -73,14 +84,17 @@ def _log_prob(logits: list[torch.Tensor], actions: torch.Tensor
 
 class CasvaPolicy:
     """A trained actor (greedy at run time), its grid, the tables' mean size per grid cell
-    (the content reference) and its card."""
+    (the content reference), the mean reference pre-encoding (`Tables.pre_ref`) and its
+    card."""
 
     def __init__(self, net: ActorCritic, scales: Sequence[float], fps: Sequence[float],
-                 qps: Sequence[int], mean_bits: np.ndarray, card: dict) -> None:
+                 qps: Sequence[int], mean_bits: np.ndarray, card: dict,
+                 pre_ref: float = 1.0) -> None:
         self.net = net.eval()
         self.scales, self.fps, self.qps = tuple(scales), tuple(fps), tuple(qps)
         self.mean_bits = np.asarray(mean_bits, dtype=np.float64)
         self.card = card
+        self.pre_ref = float(pre_ref)
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -110,7 +124,8 @@ class CasvaPolicy:
         torch.save({"state": self.net.state_dict(),
                     "scales": [float(v) for v in self.scales],
                     "fps": [float(v) for v in self.fps], "qps": [int(v) for v in self.qps],
-                    "mean_bits": self.mean_bits.tolist(), "card": self.card}, path)
+                    "mean_bits": self.mean_bits.tolist(), "pre_ref": self.pre_ref,
+                    "card": self.card}, path)
         path.with_suffix(".json").write_text(json.dumps(self.card, indent=2) + "\n")
         return path
 
@@ -120,12 +135,13 @@ class CasvaPolicy:
         try:
             blob = torch.load(Path(path), map_location="cpu", weights_only=True)
             grid = (len(blob["scales"]), len(blob["fps"]), len(blob["qps"]))
-            net = ActorCritic(grid)
+            net = ActorCritic(grid, inputs=int(blob["state"]["body.0.weight"].shape[1]))
             net.load_state_dict(blob["state"])
-        except (OSError, KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as e:
+        except (OSError, KeyError, RuntimeError, TypeError, ValueError,
+                pickle.UnpicklingError) as e:
             raise ValueError(f"{path}: not a CASVA policy ({e})") from None
         return cls(net, blob["scales"], blob["fps"], blob["qps"], np.array(blob["mean_bits"]),
-                   blob["card"])
+                   blob["card"], float(blob.get("pre_ref", 1.0)))
 
 
 class CasvaTuner(Tuner):
@@ -139,8 +155,10 @@ class CasvaTuner(Tuner):
         self.window: deque[float] = deque(maxlen=WINDOW)
         self.queue_kbit = 0.0  # the uplink queue estimated from sizes and samples
 
-    def state(self, bitrate_kbps: float, bandwidth_kbps: float, config: Config) -> np.ndarray:
-        """Add the second's sample and return the policy's state."""
+    def state(self, bitrate_kbps: float, bandwidth_kbps: float, config: Config,
+              content: Content | None = None) -> np.ndarray:
+        """Add the second's sample and return the policy's state; `content` is the device's
+        (`c`: kilobits of the second's reference pre-encoding; None: indicator 0)."""
         if not self.window:
             self.window.extend([bandwidth_kbps] * WINDOW)
         self.window.append(bandwidth_kbps)
@@ -149,20 +167,30 @@ class CasvaTuner(Tuner):
         delay = (self.queue_kbit + bits) / max(bandwidth_kbps, 1e-6)
         self.queue_kbit = max(self.queue_kbit + bits - bandwidth_kbps, 0.0)
         cell = int(np.ravel_multi_index(tuple(prev), self.policy.grid))
-        content = math.log(max(bits, 1e-3) / self.policy.mean_bits[cell])
+        encoded = math.log(max(bits, 1e-3) / self.policy.mean_bits[cell])
+        pre = 0.0 if content is None else pre_indicator(content.c, self.policy.pre_ref)
         return observe(np.array([list(self.window)]), prev[None], np.array([delay]),
-                       np.array([bits]), np.array([content]), self.policy.grid)
+                       np.array([bits]), np.array([encoded]), self.policy.grid,
+                       np.array([pre]))
 
     def step(self, second: int, bitrate_kbps: float, bandwidth_kbps: float, config: Config,
              content: Content | None) -> Config | None:
         """The policy's (scale, fps, qp) from `second + 1` on; None without an estimate."""
         if not math.isfinite(bandwidth_kbps):
             return None
-        idx = self.policy.act(self.state(bitrate_kbps, bandwidth_kbps, config))[0]
+        idx = self.policy.act(self.state(bitrate_kbps, bandwidth_kbps, config, content))[0]
         new = changed(config, second, self.policy.knobs(idx))
         if new is not None:
             self.queue_kbit = 0.0  # a new configuration discards what is queued (§VII)
         return new
+
+
+def pre_indicator(kbits: float, pre_ref: float) -> float:
+    """CASVA's pre-encoding indicator: log of the reference pre-encoding's kilobits over
+    their mean in the training tables (0 for a non-positive or non-finite size)."""
+    if not (math.isfinite(kbits) and kbits > 0):
+        return 0.0
+    return math.log(kbits / pre_ref)
 
 
 def make_casva_tuner(arg: str) -> CasvaTuner:
@@ -293,7 +321,8 @@ def train(tables: Tables, trace_root: str | Path, updates: int = 300, envs: int 
                         "reward": float(batch["r"].mean()),
                         "pa": float(np.mean([i["pa"] for i in info])),
                         "over_s": float(np.mean(np.sum([i["over"] for i in info], 0)))})
-    policy = CasvaPolicy(net, tables.scales, tables.fps, tables.qps, env.mean_bits, {})
+    policy = CasvaPolicy(net, tables.scales, tables.fps, tables.qps, env.mean_bits, {},
+                         env.pre_ref)
     val = validation(tables, val_tr, policy, seed)
     result = {
         "algorithm": "PPO", "updates": updates, "episodes": updates * envs,

@@ -32,6 +32,9 @@ NUC7I5_T4_SECONDS: dict[str, float] = {
     # AccMPEG's AccModel (scheme accmpeg; not in Table II): measured on this project's
     # host, one thread, experiments/bench_accmodel.py (docs/accmpeg.md)
     "accmodel": 0.30,
+    # CASVA's reference pre-encoding of one frame a second (scheme casva): x264 like
+    # "encode" (Encoding 10-50 ms), scaled by the reference size's pixels
+    "pre_encode": 0.030,
     # edge server (Tesla T4)
     "decode": 0.0015,  # Decoding < 3 ms
     "inference": 0.0235,  # DNN inference 7-40 ms (DRN-D-22, DRN-D-38, BiSeNet)

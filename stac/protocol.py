@@ -134,7 +134,9 @@ class Config:
 
 @dataclass(frozen=True)
 class Content:
-    """Content metrics of one second (STAC §VI): complexity c and inter-frame difference d."""
+    """Content metrics of one second (STAC §VI): complexity c and inter-frame difference d.
+    (Scheme casva: c is the kilobits of the second's first frame pre-encoded at CASVA's
+    reference configuration, `device.offload.pre_encode_kbits`.)"""
 
     second: int
     c: float

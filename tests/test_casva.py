@@ -12,9 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from device.offload import OffloadDevice, scaled_size
+from device.offload import (
+    PRE_ENCODE_QP,
+    PRE_ENCODE_SCALE,
+    OffloadDevice,
+    pre_encode_kbits,
+    pre_encoded_seconds,
+    scaled_size,
+)
 from edge.casva_env import (
     MAX_QUEUE_S,
+    PRE_ENCODING,
+    WINDOW,
     CasvaEnv,
     SecondTrace,
     Tables,
@@ -22,14 +31,22 @@ from edge.casva_env import (
     recording,
     split_traces,
 )
-from edge.casva_policy import SHIPPED, CasvaPolicy, CasvaTuner, train, validation
+from edge.casva_policy import (
+    SHIPPED,
+    ActorCritic,
+    CasvaPolicy,
+    CasvaTuner,
+    pre_indicator,
+    train,
+    validation,
+)
 from edge.models.base import segment
 from edge.models.registry import resolve_model
 from edge.offload import OffloadEdge, nal_types
 from stac.codec.labels import decode_labels
 from stac.codec.reference import X264Decoder
 from stac.frames import open_source
-from stac.protocol import Config
+from stac.protocol import Config, Content
 from stac.schemes import make_scheme
 from stac.schemes.base import Stream
 
@@ -138,14 +155,17 @@ def test_training_is_deterministic_with_a_seed():
 
 
 def _settle(tuner: CasvaTuner, tables: Tables, config: Config, bandwidths, video: int = 0):
-    """Run `tuner` second by second, fed the tables' bits of its own choices; the grid
-    indices in force after each second."""
+    """Run `tuner` second by second, fed the tables' bits of its own choices and the
+    second's pre-encoding (the device's Content); the grid indices in force after each
+    second."""
     policy = tuner.policy
     out = []
     for second, bw in enumerate(bandwidths):
         idx = tuple(policy.indices(config))
-        bits = float(tables.bits[video, 1 + second % (tables.seconds[video] - 1)][idx])
-        config = tuner.step(second, bits, float(bw), config, None) or config
+        s = 1 + second % (tables.seconds[video] - 1)
+        bits = float(tables.bits[video, s][idx])
+        content = Content(second=second, c=float(tables.pre[video, s]), d=0.0)
+        config = tuner.step(second, bits, float(bw), config, content) or config
         out.append(tuple(policy.indices(config)))
     return out
 
@@ -185,7 +205,7 @@ def test_casva_run_changes_configuration_when_the_bandwidth_halves(tmp_path):
     assert tuple(sec.loc[3, knobs]) != tuple(sec.loc[7, knobs])
 
 
-POLICIES = [(SHIPPED, TABLES)] + [
+POLICIES = [(SHIPPED, TABLES), (SHIPPED.with_name("casva_policy-v1.pt"), TABLES)] + [
     (SHIPPED.with_name(f"casva_policy-{m}.pt"), TABLES.with_name(f"casva_tables-{m}.csv"))
     for m in ("bisenet",)]
 
@@ -219,3 +239,121 @@ def test_auto_tuner_of_the_scheme_is_the_learned_policy():
         resolve_model("untrained:dabnet"))
     assert isinstance(built.edge.tuner, CasvaTuner)
     assert built.edge.tuner.spec == "casva-rl"
+
+
+# --- CASVA's content indicator from pre-encoding -------------------------------------------
+
+
+def _run_device(device: OffloadDevice, frames: list[np.ndarray], fps: float,
+                change: dict[int, Config] | None = None) -> tuple[dict[int, Content], list]:
+    """Frames through a device at capture times i / fps (configuration changes at given
+    indices); the content it reports per second and its Work records."""
+    work = []
+    for i, rgb in enumerate(frames):
+        if change and i in change:
+            device.on_config(change[i])
+        work += device.on_frame(i, i / fps, rgb).work
+    seconds = range(int(np.floor((len(frames) - 1) / fps)) + 1)
+    return {s: device.content(s) for s in seconds}, work
+
+
+def test_device_reports_the_offline_pre_encoding_whatever_the_configuration():
+    """The casva device reports, per second, the kilobits of that second's first frame
+    encoded alone at the reference configuration: the offline function's value for that
+    frame, the same under another resolution/QP and across a configuration change (a real
+    x264 IDR at scale 0.5, QP 30: decodes to the reference size), one pre_encode Work a
+    second; plain h264 reports nothing."""
+    fps = 25.0
+    frames = _frames(60, size=(160, 96))
+    offline = pre_encoded_seconds((i / fps, f) for i, f in enumerate(frames))
+    assert sorted(offline) == [0, 1, 2]
+    assert offline[1] == pre_encode_kbits(frames[25]) != offline[0]
+    reports = []
+    for knobs, change in (({"qp": 24.0, "scale": 1.0, "fps": 10.0}, None),
+                          ({"qp": 42.0, "scale": 0.5, "fps": 2.0},
+                           {30: Config.of({"qp": 30.0, "scale": 0.75, "fps": 5.0}, 1.2)})):
+        device = OffloadDevice("h264", Config.of(knobs), fps, pre_encode=True)
+        content, work = _run_device(device, frames, fps, change)
+        reports.append({s: c.c for s, c in content.items()})
+        assert all(c.second == s and c.d >= 0 for s, c in content.items())
+        pre = [w for w in work if w.kind == "pre_encode"]
+        assert len(pre) == 3 and pre[0].pixels == 80 * 48
+    assert reports[0] == reports[1] == offline
+    plain = OffloadDevice("h264", Config.of({"qp": 30.0, "fps": 10.0}), fps)
+    content, work = _run_device(plain, frames[:30], fps)
+    assert set(content.values()) == {None} and "pre_encode" not in {w.kind for w in work}
+    # the pre-encoding is a real IDR frame of the reference size
+    small = cv2.resize(frames[0], scaled_size((160, 96), PRE_ENCODE_SCALE),
+                       interpolation=cv2.INTER_AREA)
+    from stac.codec.reference import X264Encoder
+
+    payload = X264Encoder(80, 48, qp=PRE_ENCODE_QP, fps=1).encode(small)
+    assert len(payload) * 8 / 1000 == offline[0]
+    assert X264Decoder().decode(payload).shape == (48, 80, 3)
+
+
+def test_shipped_pre_encoding_table_is_the_device_function_on_the_clip():
+    """The shipped side table's bikes seconds 0 and 1 are the reference pre-encoding of the
+    clip's frames 0 and 25 at 480x204 (the tables' runs' size and capture times)."""
+    import pandas as pd
+
+    src = open_source("default", size=(480, 204))
+    assert src.source_fps == 25.0
+    frames = [f.rgb for f, _ in zip(src, range(26), strict=False)]
+    table = pd.read_csv(PRE_ENCODING).set_index(["video", "second"])["pre_kbits"]
+    assert table[("bikes", 0)] == pre_encode_kbits(frames[0])
+    assert table[("bikes", 1)] == pre_encode_kbits(frames[25])
+
+
+def test_env_and_tuner_states_carry_the_pre_encoding_indicator():
+    """The environment's state after a segment of clip second s ends with log(pre[s] /
+    pre_ref); the tuner's state with log(c / pre_ref) of the device's Content; a policy
+    saved before the indicator reads the state without it."""
+    tables = read_tables(TABLES)
+    assert tables.pre is not None and tables.pre.shape[0] == len(tables.videos)
+    ref = tables.pre_ref()
+    env = CasvaEnv(tables, [SecondTrace("f", "t", np.full(60, 200.0))], 2, 3,
+                   np.random.default_rng(0))
+    env.reset(np.full((2, WINDOW + 3), 200.0), np.array([0, 1]), np.array([2, 4]))
+    a = np.zeros((2, 3), dtype=np.int64)
+    for t in range(3):
+        state, _, _ = env.step(a)
+        s = 1 + (np.array([2, 4]) + t) % (np.array(tables.seconds) - 1)
+        want = np.log(tables.pre[[0, 1], s] / ref)
+        np.testing.assert_allclose(state[:, -1], want, rtol=1e-6)
+    assert len(set(np.round(tables.pre[0, :10], 3))) > 5  # the indicator varies with content
+    policy = CasvaPolicy(ActorCritic((3, 3, 4)), tables.scales, tables.fps, tables.qps,
+                         tables.mean_bits(), {}, ref)
+    config = Config.of({"qp": 30.0, "scale": 1.0, "fps": 10.0})
+    tuner = CasvaTuner(policy)
+    state = tuner.state(100.0, 200.0, config, Content(second=3, c=2 * ref, d=5.0))
+    assert state[0, -1] == pytest.approx(np.log(2.0)) == pytest.approx(pre_indicator(2 * ref,
+                                                                                     ref))
+    assert CasvaTuner(policy).state(100.0, 200.0, config, None)[0, -1] == 0
+    old = ActorCritic((3, 3, 4), inputs=state.shape[1] - 1)
+    x = torch.from_numpy(state)
+    y = x.clone()
+    y[0, -1] = 3.0
+    assert torch.equal(old(x)[1], old(y)[1])
+    assert not torch.equal(policy.net(x)[1], policy.net(y)[1])
+
+
+@pytest.mark.slow
+def test_simulator_and_emulator_report_the_pre_encoding(tmp_path, repo_root):
+    """Both drivers carry the device's pre-encoding to the edge: seconds.csv's c of a
+    `casva` run, simulated and emulated, is the offline function's value for the first
+    frame of each second."""
+    import pandas as pd
+
+    from stac.emu.local import emulate_local
+    from stac.schemes.conformance import RUN
+    from stac.sim.runner import run, run_options
+
+    opts = {**RUN, "scheme": make_scheme("casva"), "trace": str(repo_root / "traces" / "lte.csv"),
+            "duration": 2.2, "model": "untrained:bisenet"}
+    src = open_source("default", size=RUN["size"])
+    offline = pre_encoded_seconds((f.t, f.rgb) for f, _ in zip(src, range(55), strict=False))
+    for name, drive in (("sim", run), ("emu", emulate_local)):
+        drive(run_options({**opts, "out": str(tmp_path / name)}))
+        sec = pd.read_csv(tmp_path / name / "seconds.csv").set_index("second")
+        assert [sec.loc[s, "c"] for s in (0, 1)] == [offline[0], offline[1]], name

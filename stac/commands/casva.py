@@ -4,7 +4,9 @@
 tables for every (resolution, fps, QP) of a grid on the training clips (a sweep on the
 experiment library over a constant high-bandwidth trace, read back with
 `edge.profiles.rows_from_run`); `train` fits the PPO policy in the fast table-replay
-environment (`edge.casva_env`) over real traces and writes the policy and its card.
+environment (`edge.casva_env`) over real traces and writes the policy and its card;
+`pre-encode` writes the side table of CASVA's content indicator (each second's first frame
+pre-encoded at the reference configuration, the device's own function) for the clips.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds of each clip (default: the whole clip)")
     p.set_defaults(func=cmd_profile)
 
+    e = sub.add_parser("pre-encode", help="the side table of the tables' content indicator: "
+                                          "each second's first frame pre-encoded at the "
+                                          "reference configuration")
+    e.add_argument("--out", required=True, type=Path, help="CSV (video, second, pre_kbits)")
+    e.add_argument("--clips", default=",".join(CLIPS),
+                   help=f"comma list of {', '.join(CLIPS)} (default all)")
+    e.set_defaults(func=cmd_pre_encode)
+
     t = sub.add_parser("train", help="train the PPO policy on the tables over real traces "
                                      "(fast table-replay environment); writes FILE and "
                                      "FILE.json (card) and the reward curve beside it")
@@ -47,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--envs", type=int, default=64,
                    help="parallel episodes per update (default %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
+    t.add_argument("--pre-encoding", type=Path, default=None,
+                   help="side table of `casva pre-encode` (default: the shipped "
+                        "edge/checkpoints/casva_pre_encoding.csv; `none`: no pre-encoding "
+                        "indicator, always 0, the ablation)")
     t.set_defaults(func=cmd_train)
 
 
@@ -98,24 +112,57 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 1 if len(failed) else 0
 
 
+def pre_encode_clips(clips: list[str]) -> dict[str, dict[int, float]]:
+    """{video name: {second: kbits}} of the reference pre-encoding of each clip's frames, as
+    the runs of `casva profile` read them (same source, size and capture times)."""
+    from device.offload import pre_encoded_seconds
+    from stac.data import data_root
+    from stac.frames import open_source
+    from stac.options import parse_size
+
+    out = {}
+    for name in clips:
+        if name not in CLIPS:
+            raise ValueError(f"unknown clip {name!r}; known: {', '.join(CLIPS)}")
+        video, size = CLIPS[name]
+        source = open_source(video.format(data=data_root()), size=parse_size(size))
+        out[name] = pre_encoded_seconds((f.t, f.rgb) for f in source)
+    return out
+
+
+def cmd_pre_encode(args: argparse.Namespace) -> int:
+    from edge.casva_env import write_pre_encoding
+
+    try:
+        seconds = pre_encode_clips(args.clips.split(","))
+    except (OSError, ValueError) as e:
+        print(f"stac-sim casva pre-encode: {e}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{sum(map(len, seconds.values()))} seconds -> {write_pre_encoding(seconds, args.out)}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from edge.casva_env import read_tables
+    from edge.casva_env import PRE_ENCODING, read_tables
     from edge.casva_policy import train
     from stac.data import data_root
 
     torch.set_num_threads(1)
     root = args.traces or data_root() / "traces"
     try:
-        tables = read_tables(args.tables)
+        pre = args.pre_encoding or PRE_ENCODING
+        tables = read_tables(args.tables, None if str(pre) == "none" else pre)
         policy, result = train(tables, root, updates=args.updates, envs=args.envs,
                                seed=args.seed, curve=args.out.with_suffix(".curve.csv"))
     except (OSError, ValueError) as e:
         print(f"stac-sim casva train: {e}", file=sys.stderr)
         return 2
-    policy.card.update(tables=str(args.tables), command=shlex.join([
-        "stac-sim", "casva", "train", str(args.tables), "--out", str(args.out),
+    policy.card.update(tables=str(args.tables), pre_encoding=str(pre), command=shlex.join([
+        "stac-sim", "casva", "train", str(args.tables), "--pre-encoding", str(pre),
+        "--out", str(args.out),
         "--updates", str(args.updates), "--envs", str(args.envs), "--seed", str(args.seed)]))
     policy.save(args.out)
     print(json.dumps(result, indent=2))

@@ -4,8 +4,11 @@ keyframe rate and QP a learned policy chooses once per segment (1 s).
 The halves are plain H.264 offloading (`device.offload`, `edge.offload`) with the
 resolution knob `scale`: a keyframe is downscaled from the source frame before encoding (a
 new resolution starts a new x264 stream with an IDR frame), and the edge upsamples its
-segmentation to the full frame, where it is scored. The policy is the edge's tuner
-(`--tuner casva-rl:POLICY.pt`, `edge.casva_policy`); with `fixed` the configuration stays.
+segmentation to the full frame, where it is scored. Once a second the device pre-encodes
+the second's first frame at a fixed reference configuration and reports its size as the
+second's content (`device.offload.pre_encode_kbits`), the policy's content indicator. The
+policy is the edge's tuner (`--tuner casva-rl:POLICY.pt`, `edge.casva_policy`); with
+`fixed` the configuration stays.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class Casva(SchemeParams):
         from edge.tuner import make_tuner
 
         start = self.config()
-        device = OffloadDevice("h264", start, source_fps=stream.source_fps)
+        device = OffloadDevice("h264", start, source_fps=stream.source_fps, pre_encode=True)
         tuner = make_tuner(stream.tuner, stream.schedule, self.name, model)  # auto: casva-rl
         edge = OffloadEdge("h264", model, start, tuner=tuner, frame_size=stream.frame_size,
                            rescale=True)
