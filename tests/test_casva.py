@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -51,6 +52,7 @@ from stac.schemes import make_scheme
 from stac.schemes.base import Stream
 
 TABLES = SHIPPED.parent / "casva_tables.csv"
+REPO = SHIPPED.parent.parent.parent
 
 
 def _frames(n: int, size=(96, 64)) -> list[np.ndarray]:
@@ -229,6 +231,9 @@ def test_shipped_policy_card_numbers_recheck(policy_path, tables_path):
     again = validation(read_tables(tables_path), val, policy, card["seed"])
     assert again == card["validation"]
     assert Path(policy_path).stat().st_size < 200_000
+    curve = pd.read_csv(Path(policy_path).with_name(card["curve"]))  # its own reward curve
+    assert len(curve) == card["updates"] and curve["episodes"].iloc[-1] == card["episodes"]
+    assert card["tables"] == str(Path(tables_path).relative_to(REPO))
 
 
 def test_auto_tuner_of_the_scheme_is_the_learned_policy():
