@@ -291,23 +291,29 @@ def cmd_fig12(args, setup: Setup) -> None:
 
 
 def cmd_fig13(args, setup: Setup) -> None:
-    """A trajectory of `trajectory_s` seconds on one segment of the first family."""
+    """A trajectory of `trajectory_s` seconds on one segment of the first family, for each
+    scheme of `--trajectories` (stac by default), each with its own tuner (`--tuner`;
+    auto, the scheme's own, for the baselines) on the same segment."""
     cfg = setup.cfg
     fam = args.family or cfg.families[0]
     setup.factor.setdefault(fam, setup.scale(fam))
     traces = import_family(fam, setup.work / "traces")
     seg = pick_segments(fam, traces, 1, cfg.trajectory_s, seed=cfg.seed + 77,
                         min_kbps=cfg.min_kbps / setup.factor[fam])[0]
-    tuner = args.tuners.get("stac", SMALL_TUNERS["stac"])
-    runs = setup.run([seg], {"stac": adaptive(cfg, "stac", tuner)})
-    result = open_run(run_dir(setup.sweep_dir, runs["run_id"].iloc[0]))
-    m = run_metrics(result, binding_of(args, setup), floor_of(args))
-    title = (f"stac ({tuner.split(':')[0]}, {cfg.estimator}) on {seg.name} "
-             f"x{setup.factor[fam]:.4f}")
-    save(args.out, "fig13_trajectory", result.seconds,
-         fig=plot_trajectory(result.seconds, title),
-         record={"segment": asdict(seg), "clip": str(setup.clip), "tuner": tuner,
-                 "factor": setup.factor[fam], "rule": cfg.rule, "metrics": m})
+    tuners = {s: args.tuners.get(s, SMALL_TUNERS["stac"] if s == "stac" else "auto")
+              for s in args.trajectories}
+    runs = setup.run([seg], {s: adaptive(cfg, s, t) for s, t in tuners.items()})
+    for scheme, tuner in tuners.items():
+        row = runs[runs["label"] == scheme].iloc[0]
+        result = open_run(run_dir(setup.sweep_dir, row["run_id"]))
+        m = run_metrics(result, binding_of(args, setup), floor_of(args))
+        title = (f"{scheme} ({tuner.split(':')[0]}, {cfg.estimator}) on {seg.name} "
+                 f"x{setup.factor[fam]:.4f}")
+        name = "fig13_trajectory" if scheme == "stac" else f"fig13_trajectory_{scheme}"
+        save(args.out, name, result.seconds, fig=plot_trajectory(result.seconds, title),
+             record={"segment": asdict(seg), "clip": str(setup.clip), "scheme": scheme,
+                     "tuner": tuner, "factor": setup.factor[fam], "rule": cfg.rule,
+                     "metrics": m})
 
 
 def cmd_fig15c(args, setup: Setup) -> None:
@@ -375,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="fig12: the fixed grid to run, in this order (default: the config's "
                         "B x fps, nearest the start first)")
     p.add_argument("--family", default=None, help="fig13's trace family (default: first)")
+    p.add_argument("--trajectories", nargs="+", default=["stac"], metavar="SCHEME",
+                   help="fig13: the schemes whose trajectories to run on the same segment, "
+                        "each with its --tuner (default: auto for the baselines) (default "
+                        "%(default)s)")
     p.add_argument("--profiles", default=None,
                    help="profiles CSV (fig15c's curves; the binding threshold)")
     p.add_argument("--work", type=Path, default=None,
