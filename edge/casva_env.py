@@ -88,19 +88,26 @@ def write_pre_encoding(seconds: dict[str, dict[int, float]], path: str | Path) -
     return path
 
 
+def _read_csv(path: Path, what: str, columns: Sequence[str]):
+    """The CSV at `path` as a DataFrame; ProfileError naming the file if it cannot be read
+    or lacks one of `columns`."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise ProfileError(f"cannot read {what} {path}: {e}") from None
+    if missing := set(columns) - set(df.columns):
+        raise ProfileError(f"{path}: missing columns {sorted(missing)}")
+    return df
+
+
 def read_pre_encoding(path: str | Path, videos: Sequence[str], seconds: Sequence[int]
                       ) -> np.ndarray:
     """(videos, max seconds) kbits of a pre-encoding CSV for the tables' videos and seconds
     (the rest repeat the last); ProfileError naming the file if one is missing."""
-    import pandas as pd
-
     path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as e:
-        raise ProfileError(f"cannot read CASVA pre-encoding table {path}: {e}") from None
-    if missing := set(PRE_COLUMNS) - set(df.columns):
-        raise ProfileError(f"{path}: missing columns {sorted(missing)}")
+    df = _read_csv(path, "CASVA pre-encoding table", PRE_COLUMNS)
     pre = np.full((len(videos), max(seconds)), np.nan)
     for v, (video, n) in enumerate(zip(videos, seconds, strict=True)):
         rows = df[(df["video"] == video) & (df["second"] < n)]
@@ -142,15 +149,8 @@ def write_tables(rows: Sequence[dict], path: str | Path) -> Path:
 def read_tables(path: str | Path, pre_encoding: str | Path | None = PRE_ENCODING) -> Tables:
     """The tables of a CSV, with the pre-encoding side table `pre_encoding` (None: none);
     ProfileError naming the file if a grid cell or a video second is missing."""
-    import pandas as pd
-
     path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as e:
-        raise ProfileError(f"cannot read CASVA tables {path}: {e}") from None
-    if missing := set(TABLE_COLUMNS) - set(df.columns):
-        raise ProfileError(f"{path}: missing columns {sorted(missing)}")
+    df = _read_csv(path, "CASVA tables", TABLE_COLUMNS)
     videos = tuple(str(v) for v in sorted(df["video"].unique()))
     scales = tuple(float(v) for v in sorted(df["scale"].unique(), reverse=True))
     fps = tuple(float(v) for v in sorted(df["fps"].unique()))

@@ -63,6 +63,20 @@ class OracleBandwidth:
         return float(self.trace.bits_between(second + 1, second + 2)) / 1000.0
 
 
+def harmonic_mean(rates: list[float]) -> float:
+    """The harmonic mean of positive rates (NaN for none)."""
+    return len(rates) / sum(1.0 / r for r in rates) if rates else math.nan
+
+
+def delivered_kbps(bits: float, t_start: float, t_end: float) -> float | None:
+    """The rate of one finished transmission, kbps (None when it carries none: no bits or
+    zero length)."""
+    duration = t_end - t_start
+    if bits > 0 and duration > 0 and math.isfinite(duration):
+        return bits / duration / 1000.0
+    return None
+
+
 class HarmonicBandwidth:
     """Harmonic mean of the last `k` per-message delivered rates (bits / (t_end - t_start)),
     counting only transmissions that ended by the time of the estimate: it never reads the
@@ -79,23 +93,14 @@ class HarmonicBandwidth:
 
     def transmitted(self, bits: float, t_start: float, t_end: float) -> None:
         """Record the rate of one finished transmission (zero-length ones carry no rate)."""
-        duration = t_end - t_start
-        if bits > 0 and duration > 0 and math.isfinite(duration):
-            self._samples.append((t_end, bits / duration / 1000.0))
+        if (kbps := delivered_kbps(bits, t_start, t_end)) is not None:
+            self._samples.append((t_end, kbps))
 
     def estimate(self, second: int, waiting: Waiting | None = None) -> float:
         """Harmonic mean of the last k rates of transmissions ended by second + 1 (`waiting`
         is not used: this is the plain estimator of throughput-based ABR)."""
         now = second + 1 + 1e-9
-        rates = [r for t_end, r in self._samples if t_end <= now][-self.k:]
-        if not rates:
-            return math.nan
-        return len(rates) / sum(1.0 / r for r in rates)
-
-
-def harmonic_mean(rates: list[float]) -> float:
-    """The harmonic mean of positive rates (NaN for none)."""
-    return len(rates) / sum(1.0 / r for r in rates) if rates else math.nan
+        return harmonic_mean([r for t_end, r in self._samples if t_end <= now][-self.k:])
 
 
 class RobustBandwidth:
@@ -123,9 +128,8 @@ class RobustBandwidth:
 
     def transmitted(self, bits: float, t_start: float, t_end: float) -> None:
         """Record the rate of one finished transmission (zero-length ones carry no rate)."""
-        duration = t_end - t_start
-        if bits > 0 and duration > 0 and math.isfinite(duration):
-            self._samples.append((t_end, bits / duration / 1000.0))
+        if (kbps := delivered_kbps(bits, t_start, t_end)) is not None:
+            self._samples.append((t_end, kbps))
 
     def _rates(self, lo: float, hi: float, waiting: Waiting | None,
                reference: float) -> list[float]:
