@@ -115,13 +115,17 @@ class OffloadDevice(DeviceAgent):
         self._start = None
         self._encoder = None  # frames of the old stream may have been discarded (§VII)
 
-    def _encode(self, frame: np.ndarray) -> bytes:
+    def _coded_size(self, frame: np.ndarray) -> tuple[int, int]:
+        """(w, h) the codec encodes: the frame's, or its downscaled size (knob `scale`)."""
+        size = (frame.shape[1], frame.shape[0])
+        if "scale" in self.config.as_dict():
+            size = scaled_size(size, self.config["scale"])
+        return size
+
+    def _encode(self, frame: np.ndarray, size: tuple[int, int]) -> bytes:
         knob = check_knob(self.codec, self.config[KNOBS[self.codec]])
-        if "scale" in self.config.as_dict():  # re-encode from the source frame at the new size
-            h, w = frame.shape[:2]
-            size = scaled_size((w, h), self.config["scale"])
-            if size != (w, h):
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if size != (frame.shape[1], frame.shape[0]):  # re-encoded from the source frame
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         if self.codec == JPEG:
             return jpeg_encode(frame, quality=knob)
         if self._encoder is None:  # a new stream starts with an IDR frame carrying SPS/PPS
@@ -129,13 +133,6 @@ class OffloadDevice(DeviceAgent):
             self._encoder = X264Encoder(w, h, qp=knob,
                                         fps=max(1, int(round(self.config.fps))))
         return self._encoder.encode(frame)
-
-    def _encoded_pixels(self, frame: np.ndarray) -> int:
-        """Pixels the codec encodes: the frame's, or its downscaled size's (`scale`)."""
-        h, w = frame.shape[:2]
-        if "scale" in self.config.as_dict():
-            w, h = scaled_size((w, h), self.config["scale"])
-        return w * h
 
     def on_frame(self, index: int, t: float, frame: np.ndarray) -> DeviceOutput:
         """Show the newest result; if this frame is a keyframe, encode it for the uplink."""
@@ -146,9 +143,9 @@ class OffloadDevice(DeviceAgent):
         if self.pre_encode:
             work += self._pre_encode(t, frame)
         if is_keyframe(index, self.config.fps, self.source_fps, start=self._start):
-            payload = self._encode(frame)
-            keyframe = Keyframe(index=index, t_capture=t, payload=payload)
-            work.append(Work("encode", self._encoded_pixels(frame)))
+            w, h = self._coded_size(frame)
+            keyframe = Keyframe(index=index, t_capture=t, payload=self._encode(frame, (w, h)))
+            work.append(Work("encode", w * h))
         return DeviceOutput(segmentation=self._labels, result_index=self._result_index,
                             keyframe=keyframe, work=work, propagated=False)
 
