@@ -11,8 +11,10 @@ the emulator's Hello: `fixed` (the fps schedule of fixed-configuration runs),
 `offline[:PROFILES.csv]` (STAC-offline, profile lookup), `nn[:WEIGHTS.pt]` (the network of
 §VI; also its ablations `nn-no-c`, `nn-no-d`, the same network trained without one input),
 `casva-content[:WEIGHTS.pt]` (the network fed CASVA-style content: one pre-encoded frame,
-§VIII-E), and `auto`, the scheme's own default (`SCHEME_TUNERS`). Without a file, a spec
-names what is shipped for the run's model in edge/tuners/ (`shipped_file`).
+§VIII-E), `nn-safe[:WEIGHTS.pt]` (beyond the paper: the network with a guard that keeps
+its choice within the link, edge.tuner_safe), and `auto`, the scheme's own default
+(`SCHEME_TUNERS`). Without a file, a spec names what is shipped for the run's model in
+edge/tuners/ (`shipped_file`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ SCHEME_TUNERS = {"stac": "nn", "uniform": "offline", "grace": "offline", "h264":
                  "accmpeg": "offline", "casva": "casva-rl"}
 #: shipped tuner weights (MODEL.pt, MODEL-nn-no-c.pt, ...) and lookup profiles (MODEL-SCHEME.csv)
 TUNER_DIR = Path(__file__).resolve().parent / "tuners"
-NETWORKS = ("nn", "nn-no-c", "nn-no-d", "casva-content")
+NETWORKS = ("nn", "nn-no-c", "nn-no-d", "casva-content", "nn-safe")
 #: which content a tuner needs from the device: the second's means (§VI) or one frame
 #: pre-encoded at the step, CASVA's way (§VIII-E)
 FRAME_CONTENT = "frame"
@@ -91,14 +93,14 @@ def changed(config: Config, second: int, knobs: Mapping[str, float]) -> Config |
 def shipped_file(name: str, model: str | None, scheme: str = "") -> Path:
     """The file a file-less spec `name` means for `model` (a registry name): the network's
     weights edge/tuners/MODEL.pt (MODEL-nn-no-c.pt, MODEL-nn-no-d.pt for the ablations;
-    casva-content uses MODEL.pt), or the lookup profile edge/tuners/MODEL-SCHEME.csv.
+    casva-content and nn-safe use MODEL.pt), or the lookup profile edge/tuners/MODEL-SCHEME.csv.
     TunerFileError naming the model and the commands that make it when none is shipped."""
     if name == "offline":
         path = TUNER_DIR / f"{model}-{scheme}.csv"
         fix = (f"profile it with `stac-sim profile --scheme {scheme} --model {model} ...` "
                f"(docs/simulation.md, \"Tuner\") and pass --tuner offline:OUT/profiles.csv")
     else:
-        variant = "nn" if name == "casva-content" else name
+        variant = "nn" if name in ("casva-content", "nn-safe") else name
         path = TUNER_DIR / (f"{model}.pt" if variant == "nn" else f"{model}-{variant}.pt")
         fix = (f"profile stac with `stac-sim profile --model {model} ...`, train with "
                f"`stac-sim tuner train PROFILES --variant {variant} --out FILE` "
@@ -167,6 +169,13 @@ def _build(spec: str, schedule: Mapping[int, float] | None) -> Tuner:
         from edge.tuner_net import NetTuner
 
         tuner = NetTuner.load(arg)
+        if name == "nn-safe":
+            from edge.tuner_safe import SafeNetTuner
+
+            try:
+                return SafeNetTuner(tuner)
+            except ValueError as e:
+                raise ValueError(f"tuner {spec!r}: {arg}: {e}") from None
         if name == "casva-content":
             if tuner.name != "nn":
                 raise ValueError(f"tuner {spec!r}: {arg} holds the weights of {tuner.name!r}, "
@@ -181,4 +190,4 @@ def _build(spec: str, schedule: Mapping[int, float] | None) -> Tuner:
         return make_casva_tuner(arg)
     raise ValueError(f"unknown tuner {spec!r}; known: auto, fixed, offline[:PROFILES.csv], "
                      "nn[:WEIGHTS.pt], nn-no-c[:WEIGHTS.pt], nn-no-d[:WEIGHTS.pt], "
-                     "casva-content[:WEIGHTS.pt], casva-rl[:POLICY.pt]")
+                     "casva-content[:WEIGHTS.pt], nn-safe[:WEIGHTS.pt], casva-rl[:POLICY.pt]")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.profiles import Example, ProfileRow, make_labels
+from edge.profiles import Example, ProfileRow, make_labels, pooled
 from edge.tuner import Tuner, changed
 from stac.protocol import Config, Content
 
@@ -94,7 +94,8 @@ class NetTuner(Tuner):
 
     def __init__(self, net: nn.Module, variant: str, mean: np.ndarray, std: np.ndarray,
                  grid_B: Sequence[float], grid_fps: Sequence[float],
-                 card: dict | None = None, logs: Sequence[str] = LOG_INPUTS) -> None:
+                 card: dict | None = None, logs: Sequence[str] = LOG_INPUTS,
+                 costs: Sequence[Sequence[float]] = ()) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown tuner network {variant!r}; known: {sorted(VARIANTS)}")
         self.name = variant
@@ -106,6 +107,9 @@ class NetTuner(Tuner):
         self.grid_fps = np.array(sorted(grid_fps), np.float64)
         self.card = card or {}
         self.logs = tuple(logs)
+        #: (B, fps, mean kbps) of every profiled configuration, over the training profiles
+        #: (empty in weights saved before they were kept); nn-safe's cost model
+        self.costs = [tuple(map(float, c)) for c in costs]
 
     def predict(self, values: dict[str, float]) -> tuple[float, float]:
         """(alpha, beta) for one input (a mapping with the names of `INPUTS`)."""
@@ -141,7 +145,8 @@ class NetTuner(Tuner):
         torch.save({"variant": self.name, "state": self.net.state_dict(),
                     "mean": self.mean.tolist(), "std": self.std.tolist(),
                     "grid_B": self.grid_B.tolist(), "grid_fps": self.grid_fps.tolist(),
-                    "logs": list(self.logs), "card": self.card}, path)
+                    "logs": list(self.logs), "costs": [list(c) for c in self.costs],
+                    "card": self.card}, path)
         path.with_suffix(".json").write_text(json.dumps(self.card, indent=2) + "\n")
         path.with_suffix(".md").write_text(card_markdown(path.name, self.card))
         return path
@@ -157,7 +162,7 @@ class NetTuner(Tuner):
             raise ValueError(f"{path}: not tuner weights ({e})") from None
         return cls(net, blob["variant"], np.array(blob["mean"]), np.array(blob["std"]),
                    blob["grid_B"], blob["grid_fps"], blob["card"],
-                   logs=blob.get("logs", OLD_LOG_INPUTS))
+                   logs=blob.get("logs", OLD_LOG_INPUTS), costs=blob.get("costs", ()))
 
 
 def card_markdown(name: str, card: dict) -> str:
@@ -180,7 +185,9 @@ def card_markdown(name: str, card: dict) -> str:
         f"{val:.4f} (re-checked by tests/test_tuner_shipped.py)",
         f"- {get('epochs')} epochs of full-batch Adam (lr {get('lr')}), seed {get('seed')}, wall "
         f"{get('wall_s', math.nan):.1f} s, {get('kflops')} KFLOPs per call",
-        f"- command: `{get('command')}`", "",
+        f"- command: `{get('command')}`",
+        "- kept with the weights: each profiled configuration's mean bitrate over these "
+        "profiles (the cost model of `nn-safe`, edge/tuner_safe.py)", "",
         "Output back to the grid: B_t = B_{t-1} x alpha rounded in log space to the nearest "
         "profiled B; fps_t = fps_{t-1} x beta to the nearest profiled fps.", ""])
 
@@ -227,7 +234,9 @@ def train(rows: Sequence[ProfileRow], val_video: str, variant: str = "nn", seed:
     card = {**result.__dict__, "lr": lr, "weight_decay": weight_decay,
             "grid_B": sorted({r.B for r in rows}),
             "grid_fps": sorted({r.fps for r in rows}), "models": sorted({r.model for r in rows})}
-    tuner = NetTuner(net, variant, mean, std, card["grid_B"], card["grid_fps"], card)
+    costs = [(r.B, r.fps, r.bitrate_kbps) for r in pooled(rows)]
+    tuner = NetTuner(net, variant, mean, std, card["grid_B"], card["grid_fps"], card,
+                     costs=costs)
     return tuner, result
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.profiles import OfflineTuner, read_profiles
+from edge.profiles import OfflineTuner, pooled, read_profiles
 from edge.tuner import TUNER_DIR, make_tuner
 from edge.tuner_net import NetTuner, validation_loss
 
@@ -32,7 +32,7 @@ def test_the_campaigns_tuners_are_shipped(SHIPPED):
     tuner = make_tuner("auto", scheme="stac", model=SHIPPED)
     assert isinstance(tuner, NetTuner) and tuner.name == "nn"
     assert tuner.spec == f"nn:{TUNER_DIR / f'{SHIPPED}.pt'}"
-    for variant in ("nn-no-c", "nn-no-d", "casva-content"):
+    for variant in ("nn-no-c", "nn-no-d", "casva-content", "nn-safe"):
         assert make_tuner(variant, scheme="stac", model=SHIPPED).name == variant
     assert isinstance(make_tuner("auto", scheme="h264", model=SHIPPED), OfflineTuner)
     assert isinstance(make_tuner("offline", scheme="stac", model=SHIPPED), OfflineTuner)
@@ -80,6 +80,8 @@ def test_shipped_weights_load_and_their_validation_loss_holds(path, one_thread):
     assert val and card["video_val"] not in card["videos_train"]
     assert validation_loss(tuner, val) == pytest.approx(card["val_loss"], rel=1e-4)
     assert f"{card['val_loss']:.4f}" in path.with_suffix(".md").read_text()
+    # nn-safe's cost model: each configuration's mean bitrate over the same profiles
+    assert tuner.costs == [(r.B, r.fps, r.bitrate_kbps) for r in pooled(rows)]
 
 
 @pytest.mark.parametrize("path", LOOKUPS, ids=[p.name for p in LOOKUPS])
