@@ -8,9 +8,11 @@ the 80th percentile), and the network's output is a regression rounded to the gr
 `nn` tuner sends above the link in about a third of the seconds (docs/benchmarks.md).
 
 How, each second: predict what each configuration k would send from what the device
-measurably sent under the current configuration j, Bit_{t-1} x cost(k) / cost(j), with
-cost the configuration's mean bitrate over the tuner's training profiles (kept in the
-weights). The budget is the bandwidth estimate divided by (1 + the largest relative
+measurably sent under the current configuration j, level(j) x cost(k) / cost(j), with
+level(j) the mean bitrate of j's last `k` seconds (without its first, the intra restart
+of a change, §VII; one second's bitrate at a few keyframes per second swings with the
+content) and cost the configuration's mean bitrate over the tuner's training profiles
+(kept in the weights). The budget is the bandwidth estimate divided by (1 + the largest relative
 under-prediction of the last `k` seconds), RobustMPC's discount (Yin et al., SIGCOMM 2015,
 §4.3) applied to the stream's own bitrate rather than the link's. The network's choice is
 kept when its prediction fits the budget; otherwise the configuration that fits and is
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+
+import numpy as np
 
 from edge.tuner import Tuner, changed
 from edge.tuner_net import NetTuner
@@ -56,18 +60,31 @@ class SafeNetTuner(Tuner):
         self.place = {key: (grid_B.index(key[0]), grid_fps.index(key[1])) for key in self.keys}
         self._errors: deque[float] = deque(maxlen=k)  # under-predictions, last k seconds
         self._predicted: tuple[int, float] | None = None  # (second, kbps) predicted for it
+        self._sent: list[tuple[tuple[float, float], float]] = []  # (configuration, kbps)
 
     def nearest(self, b: float, fps: float) -> tuple[float, float]:
         """The profiled configuration nearest (B, fps), in log space."""
         return min(self.keys, key=lambda key: abs(math.log(key[0] / b))
                    + abs(math.log(key[1] / fps)))
 
-    def predict(self, bitrate_kbps: float, current: tuple[float, float]
+    def predict(self, level_kbps: float, current: tuple[float, float]
                 ) -> dict[tuple[float, float], float]:
-        """{(B, fps): kbps predicted for the next second} from the last second's bitrate
-        under `current` and the profiled costs."""
+        """{(B, fps): kbps predicted for the next second} from the bitrate `level_kbps` of
+        `current` and the profiled costs."""
         base = self.cost[self.nearest(*current)]
-        return {key: bitrate_kbps * kbps / base for key, kbps in self.cost.items()}
+        return {key: level_kbps * kbps / base for key, kbps in self.cost.items()}
+
+    def level(self) -> float:
+        """The current configuration's bitrate: the mean over its last `k` seconds, leaving
+        out its first when it has more (a change restarts the stream intra, §VII)."""
+        current = self._sent[-1][0]
+        run = []
+        for key, kbps in reversed(self._sent):
+            if key != current:
+                break
+            run.append(kbps)
+        run.reverse()
+        return float(np.mean(run[1:][-self.k:] if len(run) > 1 else run))
 
     def budget(self, second: int, bitrate_kbps: float, bandwidth_kbps: float) -> float:
         """The estimate discounted by the largest recent under-prediction of the stream's
@@ -96,14 +113,16 @@ class SafeNetTuner(Tuner):
         """The network's next (B, fps), kept within the budget; None without content or an
         estimate (as `nn`)."""
         proposed = self.net.step(second, bitrate_kbps, bandwidth_kbps, config, content)
+        current = self.nearest(config["B"], config.fps)
+        self._sent = [*self._sent[-4 * self.k:], (current, bitrate_kbps)]
         if content is None or not math.isfinite(bandwidth_kbps):
             return None
         budget = self.budget(second, bitrate_kbps, bandwidth_kbps)
         nxt = proposed if proposed is not None else config
-        if bitrate_kbps <= 0:  # nothing sent yet: no level to predict from
+        if (level := self.level()) <= 0:  # nothing sent yet: no level to predict from
             self._predicted = None
             return proposed
-        predicted = self.predict(bitrate_kbps, (config["B"], config.fps))
+        predicted = self.predict(level, current)
         b, fps = self.choose((nxt["B"], nxt.fps), predicted, budget)
         self._predicted = (second + 1, predicted[(b, fps)])
         return changed(config, second, {"B": float(b), "fps": float(fps)})

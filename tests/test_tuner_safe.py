@@ -128,3 +128,18 @@ def test_a_run_with_nn_safe_steps_down_when_the_bandwidth_drops(tmp_path, monkey
     cost = [safe.cost[safe.nearest(b, f)] for b, f in zip(seconds["B"], seconds["fps"],
                                                           strict=True)]
     assert max(cost[3:5]) < cost[2]  # the oracle tells the step at 2 of the drop at 3
+
+
+def test_the_level_is_the_configurations_recent_mean_without_its_restart(net):
+    safe = SafeNetTuner(net, k=2)
+    content = Content(second=0, c=1.0, d=1.0)
+    a, b = Config.of({"B": 8.0, "fps": 5.0}), Config.of({"B": 2.0, "fps": 10.0})
+    safe.step(0, 90.0, 1e6, a, content)
+    assert safe.level() == 90.0  # one second: itself
+    for second, kbps in enumerate((30.0, 50.0, 70.0), start=1):
+        safe.step(second, kbps, 1e6, a, content)
+    assert safe.level() == 60.0  # the last k = 2 seconds of a
+    safe.step(4, 400.0, 1e6, b, content)  # b's first second: the intra restart
+    assert safe.level() == 400.0
+    safe.step(5, 200.0, 1e6, b, content)
+    assert safe.level() == 200.0  # b's restart left out
