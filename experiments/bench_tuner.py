@@ -1,5 +1,6 @@
 """Per-call time of the tuners' `step` (ms, this CPU, one torch thread): the §VI network
-(its target: < 1 ms per call, issue 12) and the offline lookup, on the weights and stac
+(its target: < 1 ms per call, issue 12), `nn-safe` (the network and its guard; not with
+--tiny, whose weights predate the costs it needs) and the offline lookup, on the weights and stac
 profile shipped for --model (edge/tuners/MODEL.pt, MODEL-stac.csv), or with --tiny on the
 mechanics-only ones of tests/data/tuner_tiny. Prints one JSON document.
 
@@ -21,6 +22,7 @@ import torch
 from edge.profiles import OfflineTuner, read_profiles
 from edge.tuner import shipped_file
 from edge.tuner_net import NetTuner
+from edge.tuner_safe import SafeNetTuner
 from stac.protocol import Config, Content
 from stac.schemes import DEFAULT_MODEL
 
@@ -59,6 +61,7 @@ def main() -> None:
     offline = OfflineTuner(read_profiles(profiles))
     out = {"nn": {**time_calls(net, args.calls), "kflops": net.card["kflops"]},
            "offline": {**time_calls(offline, args.calls), "seconds": len(offline.groups)},
+           **({} if args.tiny else {"nn-safe": time_calls(SafeNetTuner(net), args.calls)}),
            "weights": str(weights), "profiles": str(profiles),
            "torch": torch.__version__, "threads": 1, "loadavg": os.getloadavg()}
     print(json.dumps(out, indent=2))

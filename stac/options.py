@@ -103,7 +103,8 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
                         "scheme's own: nn for stac, offline for uniform, grace and h264, fixed "
                         "for the others and under --schedule), fixed (no change but the "
                         "--schedule), offline[:PROFILES.csv], nn[:WEIGHTS.pt], nn-no-c, nn-no-d, "
-                        "casva-content; without a file, the one shipped for the model in "
+                        "casva-content, nn-safe (beyond the paper: nn kept within the link); "
+                        "without a file, the one shipped for the model in "
                         "edge/tuners/ (default %(default)s)")
     p.add_argument("--estimator", default="oracle",
                    help="bandwidth estimator the tuner is given: oracle (the next second's "
