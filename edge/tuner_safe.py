@@ -60,7 +60,8 @@ class SafeNetTuner(Tuner):
         self.place = {key: (grid_B.index(key[0]), grid_fps.index(key[1])) for key in self.keys}
         self._errors: deque[float] = deque(maxlen=k)  # under-predictions, last k seconds
         self._predicted: tuple[int, float] | None = None  # (second, kbps) predicted for it
-        self._sent: list[tuple[tuple[float, float], float]] = []  # (configuration, kbps)
+        # (configuration, kbps) of the last k + 1 seconds: enough for `level`
+        self._sent: deque[tuple[tuple[float, float], float]] = deque(maxlen=k + 1)
 
     def nearest(self, b: float, fps: float) -> tuple[float, float]:
         """The profiled configuration nearest (B, fps), in log space."""
@@ -114,7 +115,7 @@ class SafeNetTuner(Tuner):
         estimate (as `nn`)."""
         proposed = self.net.step(second, bitrate_kbps, bandwidth_kbps, config, content)
         current = self.nearest(config["B"], config.fps)
-        self._sent = [*self._sent[-4 * self.k:], (current, bitrate_kbps)]
+        self._sent.append((current, bitrate_kbps))
         if content is None or not math.isfinite(bandwidth_kbps):
             return None
         budget = self.budget(second, bitrate_kbps, bandwidth_kbps)
